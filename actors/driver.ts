@@ -1,0 +1,343 @@
+/**
+ * The driver: job generator and scheduler. On every tick it allocates the input
+ * received so far to that batch time and queues the batch; batches then run one at
+ * a time, in time order (state depends on it), through stage, state and output
+ * actors. A slow output holds its batch: later batches wait in the queue and the
+ * wait is reported as scheduling delay, never dropped.
+ */
+import type { Clock } from '../runtime/clock.ts';
+import { startStopwatch } from '../runtime/clock.ts';
+import { BatchFailedError } from '../runtime/errors.ts';
+import type { GraphNode, OutputOp, StepResult } from '../runtime/graph.ts';
+import { assertNever } from '../runtime/graph.ts';
+import type { Allocation, OpenInput } from '../runtime/input-source.ts';
+import { isActive, type Plan } from '../runtime/plan.ts';
+import type { DriverMessage, OutputMessage, Reply, StageMessage, StateMessage } from './messages.ts';
+import { unwrap } from './messages.ts';
+import { spawnOutput } from './output.ts';
+import { spawnStage } from './stage.ts';
+import { spawnState } from './state.ts';
+import { type ActorRef, type ActorSystem, ask, dispatch, spawnActor } from './system.ts';
+
+/** What the app learns about each finished batch. */
+export interface BatchInfo {
+  readonly time: number;
+  /** Input records of the batch, all inputs together. */
+  readonly records: number;
+  /** How long the batch waited behind earlier ones (ms of the context's clock). */
+  readonly schedulingDelayMs: number;
+  /** How long the batch took to run (real ms). */
+  readonly processingMs: number;
+  /** Batches generated and not yet started when this one finished. */
+  readonly queuedBatches: number;
+}
+
+/** Where the driver reports to. */
+export interface DriverListener {
+  batchCompleted(info: BatchInfo): void;
+  failed(error: Error): void;
+}
+
+/** What the driver needs to run. */
+export interface DriverConfig {
+  readonly plan: Plan;
+  readonly clock: Clock;
+  readonly zeroTimeMs: number;
+  readonly stagePoolSize: number;
+  readonly taskTimeoutMs: number;
+  readonly inputs: ReadonlyMap<number, OpenInput<unknown>>;
+  readonly listener: DriverListener;
+}
+
+interface Job {
+  readonly time: number;
+  readonly allocations: ReadonlyMap<number, Allocation>;
+}
+
+/** Splits records into `n` contiguous partitions (order is kept when concatenated). */
+export function splitIntoPartitions(records: readonly unknown[], n: number): unknown[][] {
+  const out: unknown[][] = [];
+  const size = Math.ceil(records.length / n);
+  for (let p = 0; p < n; p++) out.push(records.slice(p * size, (p + 1) * size));
+  return out;
+}
+
+/**
+ * The driver's logic; its actor feeds it ticks and batch outcomes one at a time.
+ */
+export class Driver {
+  readonly #cfg: DriverConfig;
+  readonly #stages: ActorRef<StageMessage>[] = [];
+  readonly #states = new Map<number, ActorRef<StateMessage>[]>();
+  readonly #outputs = new Map<number, ActorRef<OutputMessage>>();
+  readonly #queue: Job[] = [];
+  #running = false;
+  #failed = false;
+  #idleWaiters: (() => void)[] = [];
+  ref!: ActorRef<DriverMessage>;
+
+  constructor(parent: ActorSystem | ActorRef<never>, cfg: DriverConfig) {
+    this.#cfg = cfg;
+    for (let p = 0; p < cfg.stagePoolSize; p++) this.#stages.push(spawnStage(parent, `stage-${p}`, cfg.plan));
+    for (const node of cfg.plan.stateful) {
+      if (node.kind !== 'stateful') continue;
+      const refs: ActorRef<StateMessage>[] = [];
+      for (let q = 0; q < node.partitions; q++) {
+        refs.push(spawnState(parent, `state-${node.id}-${q}`, node.stateful.create(q, node.partitions)));
+      }
+      this.#states.set(node.id, refs);
+    }
+    for (const op of cfg.plan.outputs) this.#outputs.set(op.id, spawnOutput(parent, `output-${op.id}`, op));
+    this.ref = spawnActor<null, DriverMessage>(parent, 'driver', null, async (s, msg) => {
+      await this.#handle(msg);
+      return s;
+    });
+  }
+
+  /** The state actors of a stateful node, by partition. */
+  stateRefs(nodeId: number): readonly ActorRef<StateMessage>[] {
+    return this.#states.get(nodeId) ?? [];
+  }
+
+  /** Resolves when no batch is queued or running. */
+  whenIdle(): Promise<void> {
+    if (!this.#running && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  async #handle(msg: DriverMessage): Promise<void> {
+    switch (msg.type) {
+      case 'driver.tick':
+        await this.#generate(msg.time);
+        break;
+      case 'driver.batch-done':
+        this.#running = false;
+        break;
+      case 'driver.batch-failed':
+        this.#running = false;
+        this.#fail(msg.error as Error);
+        break;
+      default:
+        assertNever(msg);
+    }
+    this.#maybeRun();
+  }
+
+  async #generate(time: number): Promise<void> {
+    if (this.#failed) return;
+    const allocations = new Map<number, Allocation>();
+    try {
+      for (const [nodeId, input] of this.#cfg.inputs) allocations.set(nodeId, await input.allocate(time));
+    } catch (error) {
+      this.#fail(error as Error);
+      return;
+    }
+    this.#queue.push({ time, allocations });
+  }
+
+  #fail(error: Error): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#queue.length = 0;
+    this.#cfg.listener.failed(error);
+  }
+
+  #maybeRun(): void {
+    if (this.#running || this.#failed) {
+      if (this.#failed) this.#wakeIdle();
+      return;
+    }
+    const job = this.#queue.shift();
+    if (job === undefined) {
+      this.#wakeIdle();
+      return;
+    }
+    this.#running = true;
+    const schedulingDelayMs = Math.max(0, this.#cfg.clock.now() - job.time);
+    const watch = startStopwatch();
+    this.#run(job).then(
+      (records) => {
+        this.#cfg.listener.batchCompleted({
+          time: job.time,
+          records,
+          schedulingDelayMs,
+          processingMs: watch.elapsedMs(),
+          queuedBatches: this.#queue.length,
+        });
+        dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
+      },
+      (error: unknown) => dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error }),
+    );
+  }
+
+  #wakeIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #ask<M, R>(ref: ActorRef<M>, build: (replyTo: ActorRef<Reply<R>>) => M): Promise<R> {
+    return ask<M, Reply<R>>(ref, build, this.#cfg.taskTimeoutMs).then(unwrap);
+  }
+
+  #stage(p: number): ActorRef<StageMessage> {
+    return this.#stages[p % this.#stages.length] as ActorRef<StageMessage>;
+  }
+
+  /** Runs one batch; returns its number of input records. */
+  async #run(job: Job): Promise<number> {
+    const { plan, zeroTimeMs } = this.#cfg;
+    const time = job.time;
+    const memo = new Map<number, unknown[][]>();
+    const extras = new Map<number, unknown[][]>();
+    const stepped: ActorRef<StateMessage>[] = [];
+    let current = 'input';
+    let records = 0;
+    try {
+      for (const node of plan.inputs) {
+        current = node.name;
+        const data = await (this.#cfg.inputs.get(node.id) as OpenInput<unknown>).read(job.allocations.get(node.id) as Allocation);
+        records += data.length;
+        memo.set(node.id, splitIntoPartitions(data, node.partitions));
+      }
+      for (const node of plan.order) {
+        current = node.name;
+        await this.#compute(node, time, zeroTimeMs, memo, extras, stepped);
+      }
+      for (const op of plan.outputs) {
+        const data = memo.get(op.stream.id);
+        if (data === undefined) continue;
+        current = op.name;
+        await this.#output(op, time, data.flat());
+      }
+    } catch (error) {
+      for (const ref of stepped) dispatch(ref, { type: 'state.rollback', time });
+      throw new BatchFailedError(current, time, error);
+    }
+    for (const ref of stepped) dispatch(ref, { type: 'state.commit', time });
+    return records;
+  }
+
+  #output(op: OutputOp, time: number, records: unknown[]): Promise<null> {
+    const ref = this.#outputs.get(op.id) as ActorRef<OutputMessage>;
+    return this.#ask<OutputMessage, null>(ref, (replyTo) => ({ type: 'output.run', replyTo, time, records }));
+  }
+
+  async #compute(
+    node: GraphNode,
+    time: number,
+    zeroTimeMs: number,
+    memo: Map<number, unknown[][]>,
+    extras: Map<number, unknown[][]>,
+    stepped: ActorRef<StateMessage>[],
+  ): Promise<void> {
+    const plan = this.#cfg.plan;
+    const active = isActive(node.slideMs, time, zeroTimeMs);
+    switch (node.kind) {
+      case 'input':
+        return;
+      case 'narrow': {
+        const source = memo.get(plan.chainOf(node).source.id);
+        if (!active || source === undefined) return;
+        const out = await Promise.all(
+          source.map((input, p) =>
+            this.#ask<StageMessage, unknown[]>(this.#stage(p), (replyTo) => ({
+              type: 'stage.collect',
+              replyTo,
+              nodeId: node.id,
+              time,
+              input,
+            })),
+          ),
+        );
+        memo.set(node.id, out);
+        return;
+      }
+      case 'shuffle': {
+        if (!active) return;
+        const perParent = await Promise.all(
+          node.parents.map((parent, parentIndex) => {
+            const source = memo.get(plan.feedOf(parent).source.id) ?? [];
+            return Promise.all(
+              source.map((input, p) =>
+                this.#ask<StageMessage, unknown[][]>(this.#stage(p), (replyTo) => ({
+                  type: 'stage.map',
+                  replyTo,
+                  nodeId: node.id,
+                  parentIndex,
+                  partition: p,
+                  time,
+                  input,
+                })),
+              ),
+            );
+          }),
+        );
+        const out = await Promise.all(
+          Array.from({ length: node.partitions }, (_, q) => {
+            const itemsPerParent = perParent.map((maps) => maps.flatMap((chunks) => chunks[q] ?? []));
+            return this.#ask<StageMessage, unknown[]>(this.#stage(q), (replyTo) => ({
+              type: 'stage.reduce',
+              replyTo,
+              nodeId: node.id,
+              time,
+              itemsPerParent,
+            }));
+          }),
+        );
+        memo.set(node.id, out);
+        return;
+      }
+      case 'stateful': {
+        const source = memo.get((node.parents[0] as GraphNode).id);
+        if (source === undefined) return;
+        const refs = this.#states.get(node.id) ?? [];
+        const wantExtra = node.snapshotsWanted;
+        stepped.push(...refs);
+        const results = await Promise.all(
+          refs.map((ref, q) =>
+            this.#ask<StateMessage, StepResult>(ref, (replyTo) => ({
+              type: 'state.step',
+              replyTo,
+              time,
+              input: source[q] ?? [],
+              emit: active,
+              wantExtra,
+            })),
+          ),
+        );
+        if (active)
+          memo.set(
+            node.id,
+            results.map((r) => r.output ?? []),
+          );
+        if (wantExtra)
+          extras.set(
+            node.id,
+            results.map((r) => r.extra ?? []),
+          );
+        return;
+      }
+      case 'whole': {
+        if (!active) return;
+        const batches = node.parents.map((p) => memo.get(p.id)?.flat() ?? []);
+        const out = await this.#ask<StageMessage, unknown[]>(this.#stage(0), (replyTo) => ({
+          type: 'stage.whole',
+          replyTo,
+          nodeId: node.id,
+          time,
+          batches,
+        }));
+        memo.set(node.id, splitIntoPartitions(out, node.partitions));
+        return;
+      }
+      case 'state-view': {
+        const extra = extras.get((node.parents[0] as GraphNode).id);
+        if (extra !== undefined && active) memo.set(node.id, extra);
+        return;
+      }
+      default:
+        assertNever(node);
+    }
+  }
+}

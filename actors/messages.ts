@@ -1,0 +1,93 @@
+/**
+ * The messages actors exchange: discriminated unions on `type`, with a reply
+ * address where an answer is expected. Data travels as whole batch-partitions.
+ */
+
+import type { StepResult } from '../runtime/graph.ts';
+import type { Allocation } from '../runtime/input-source.ts';
+import type { ActorRef } from './system.ts';
+
+/** A reply: a value, or the error that prevented it. */
+export type Reply<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
+
+/** Work for a stage actor (stateless, per partition). */
+export type StageMessage =
+  | {
+      readonly type: 'stage.collect';
+      readonly replyTo: ActorRef<Reply<unknown[]>>;
+      readonly nodeId: number;
+      readonly time: number;
+      readonly input: unknown[];
+    }
+  | {
+      readonly type: 'stage.map';
+      readonly replyTo: ActorRef<Reply<unknown[][]>>;
+      readonly nodeId: number;
+      readonly parentIndex: number;
+      readonly partition: number;
+      readonly time: number;
+      readonly input: unknown[];
+    }
+  | {
+      readonly type: 'stage.reduce';
+      readonly replyTo: ActorRef<Reply<unknown[]>>;
+      readonly nodeId: number;
+      readonly time: number;
+      readonly itemsPerParent: unknown[][];
+    }
+  | {
+      readonly type: 'stage.whole';
+      readonly replyTo: ActorRef<Reply<unknown[]>>;
+      readonly nodeId: number;
+      readonly time: number;
+      readonly batches: unknown[][];
+    };
+
+/** Work for a state actor (one partition of one stateful operator). */
+export type StateMessage =
+  | {
+      readonly type: 'state.step';
+      readonly replyTo: ActorRef<Reply<StepResult>>;
+      readonly time: number;
+      readonly input: unknown[];
+      readonly emit: boolean;
+      readonly wantExtra: boolean;
+    }
+  | { readonly type: 'state.commit'; readonly time: number }
+  | { readonly type: 'state.rollback'; readonly time: number }
+  | { readonly type: 'state.lookup'; readonly replyTo: ActorRef<Reply<unknown>>; readonly key: unknown }
+  | { readonly type: 'state.snapshot'; readonly replyTo: ActorRef<Reply<unknown>> };
+
+/** Work for an output actor. */
+export type OutputMessage = {
+  readonly type: 'output.run';
+  readonly replyTo: ActorRef<Reply<null>>;
+  readonly time: number;
+  readonly records: unknown[];
+};
+
+/** Messages to a receiver actor. */
+export type ReceiverMessage =
+  | { readonly type: 'receiver.store'; readonly records: readonly unknown[] }
+  | { readonly type: 'receiver.allocate'; readonly replyTo: ActorRef<Reply<Allocation>>; readonly time: number };
+
+/** Messages to the driver. */
+export type DriverMessage =
+  | { readonly type: 'driver.tick'; readonly time: number }
+  | { readonly type: 'driver.batch-done'; readonly time: number }
+  | { readonly type: 'driver.batch-failed'; readonly time: number; readonly error: unknown };
+
+/** Wraps a computation's outcome into a reply. */
+export function replyOf<T>(compute: () => T): Reply<T> {
+  try {
+    return { ok: true, value: compute() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** The value of a reply, or its error thrown. */
+export function unwrap<T>(reply: Reply<T>): T {
+  if (reply.ok) return reply.value;
+  throw reply.error;
+}

@@ -1,0 +1,47 @@
+/**
+ * `queueStream`: batches taken from an array, one per tick (or all that are there).
+ * The allocation records queue indexes, so a factory that recreates the same array
+ * replays the same batches.
+ */
+import type { Allocation, InputSource, OpenInput } from '../../runtime/input-source.ts';
+
+/** Options of queueStream. */
+export interface QueueStreamOptions<T> {
+  /** Take one batch per tick (default) or everything queued. */
+  readonly oneAtATime?: boolean;
+  /** The batch used when the queue is empty (default: an empty batch). */
+  readonly defaultBatch?: readonly T[];
+}
+
+/**
+ * A source over a (growable) array of batches.
+ *
+ * @example
+ * queueSource([['a'], ['b']], {})
+ */
+export function queueSource<T>(queue: readonly (readonly T[])[], options: QueueStreamOptions<T>): InputSource<T> {
+  const oneAtATime = options.oneAtATime ?? true;
+  return {
+    kind: 'queue',
+    params: { oneAtATime },
+    async open(): Promise<OpenInput<T>> {
+      let next = 0;
+      return {
+        async allocate(): Promise<Allocation> {
+          const available = queue.length - next;
+          if (available <= 0) return { type: 'queue', from: next, to: next };
+          const to = oneAtATime ? next + 1 : queue.length;
+          const allocation: Allocation = { type: 'queue', from: next, to };
+          next = to;
+          return allocation;
+        },
+        async read(allocation: Allocation): Promise<T[]> {
+          if (allocation.type !== 'queue') throw new Error(`queueStream cannot read a ${allocation.type} allocation`);
+          if (allocation.from === allocation.to) return [...(options.defaultBatch ?? [])];
+          return queue.slice(allocation.from, allocation.to).flat() as T[];
+        },
+        async close() {},
+      };
+    },
+  };
+}

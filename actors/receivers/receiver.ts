@@ -1,0 +1,154 @@
+/**
+ * Custom receivers (Spark's Receiver API) and the actor that buffers what they
+ * store until the driver allocates it to a batch.
+ */
+import { InvalidConfigError, SourceFailedError } from '../../runtime/errors.ts';
+import { assertNever } from '../../runtime/graph.ts';
+import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import type { Logger } from '../../runtime/logger.ts';
+import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
+import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
+
+/** What a running receiver is connected to. */
+interface ReceiverLink {
+  readonly ref: ActorRef<ReceiverMessage>;
+  readonly env: SourceEnv;
+}
+
+/**
+ * Extend this to bring any source into a stream: start producing in `onStart`,
+ * hand records to `store()`, release resources in `onStop`.
+ *
+ * @example
+ * class Ticks extends Receiver<number> {
+ *   #n = 0; #timer?: NodeJS.Timeout;
+ *   onStart() { this.#timer = setInterval(() => this.store(this.#n++), 10); }
+ *   onStop() { clearInterval(this.#timer); }
+ * }
+ * ssc.receiverStream(new Ticks()).print();
+ */
+export abstract class Receiver<T> {
+  #link: ReceiverLink | undefined;
+  #stopped = true;
+  #buffered = 0;
+
+  /** Starts receiving; may return a promise. */
+  abstract onStart(): void | Promise<void>;
+  /** Stops receiving and releases what `onStart` acquired. */
+  abstract onStop(): void | Promise<void>;
+
+  /** Hands one record, or an array of records, to the stream. */
+  store(records: T | readonly T[]): void {
+    const link = this.#link;
+    if (link === undefined || this.#stopped) return;
+    const batch = Array.isArray(records) ? (records as readonly T[]) : [records as T];
+    if (batch.length === 0) return;
+    this.#buffered += batch.length;
+    dispatch(link.ref, { type: 'receiver.store', records: batch });
+  }
+
+  /** Records stored and not yet allocated to a batch (for backpressure). */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** True once stopped. */
+  isStopped(): boolean {
+    return this.#stopped;
+  }
+
+  /** Logs a problem without stopping. */
+  reportError(message: string, error?: unknown): void {
+    this.logger.warn({ err: error }, message);
+  }
+
+  /** Stops the whole app with SOURCE_FAILED. */
+  fail(message: string, error?: unknown): void {
+    this.#link?.env.fail(new SourceFailedError(`${this.#link.env.name}: ${message}`, { cause: error }));
+  }
+
+  /** The app's logger. */
+  protected get logger(): Logger {
+    const link = this.#link;
+    if (link === undefined) throw new Error('the receiver is not started');
+    return link.env.logger;
+  }
+
+  /** Called when buffered records were allocated; override to resume a paused source. */
+  protected onDrained(): void {}
+
+  /** @internal */
+  async attach(link: ReceiverLink): Promise<void> {
+    this.#link = link;
+    this.#stopped = false;
+    await this.onStart();
+  }
+
+  /** @internal */
+  drained(count: number): void {
+    this.#buffered = Math.max(0, this.#buffered - count);
+    this.onDrained();
+  }
+
+  /** @internal */
+  async detach(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.onStop();
+  }
+}
+
+interface Buffer {
+  records: unknown[];
+  blocks: number;
+}
+
+/**
+ * The input source of a receiver: an actor collects what it stores; each batch takes
+ * everything collected so far as one block.
+ *
+ * @example
+ * receiverSource(new Ticks())
+ */
+export function receiverSource<T>(
+  receiver: Receiver<T>,
+  kind = 'receiver',
+  params: Record<string, string | number | boolean> = {},
+): InputSource<T> {
+  if (!(receiver instanceof Receiver)) throw new InvalidConfigError('receiverStream needs an instance of a Receiver subclass');
+  let used = false;
+  return {
+    kind,
+    params,
+    async open(env: SourceEnv): Promise<OpenInput<T>> {
+      if (used) throw new InvalidConfigError(`${env.name}: a receiver instance can feed only one stream`);
+      used = true;
+      const ref = spawnActor<Buffer, ReceiverMessage>(env.parent, `receiver-${env.name}`, { records: [], blocks: 0 }, (buf, msg) => {
+        switch (msg.type) {
+          case 'receiver.store':
+            for (const r of msg.records) buf.records.push(r);
+            return buf;
+          case 'receiver.allocate': {
+            const records = buf.records;
+            const blocks = records.length === 0 ? [] : [{ id: `${env.name}-${msg.time}-${buf.blocks}`, records }];
+            dispatch(msg.replyTo, { ok: true, value: { type: 'blocks', blocks } });
+            receiver.drained(records.length);
+            return { records: [], blocks: buf.blocks + blocks.length };
+          }
+          default:
+            return assertNever(msg);
+        }
+      });
+      await receiver.attach({ ref, env });
+      return {
+        allocate: (time) =>
+          ask<ReceiverMessage, Reply<Allocation>>(ref, (replyTo) => ({ type: 'receiver.allocate', replyTo, time }), 60_000).then(unwrap),
+        async read(allocation) {
+          if (allocation.type !== 'blocks') throw new Error(`${env.name} cannot read a ${allocation.type} allocation`);
+          return allocation.blocks.flatMap((b) => b.records) as T[];
+        },
+        close: () => receiver.detach(),
+      };
+    },
+  };
+}

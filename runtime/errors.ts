@@ -1,0 +1,99 @@
+/**
+ * Errors of the runtime, each with a stable `code` that callers may switch on.
+ *
+ * Operating errors (bad configuration, a failed batch, a corrupt checkpoint) are
+ * these classes; programmer errors inside the engine are assertions.
+ */
+
+/** Every stable error code the runtime raises. */
+export type ErrorCode =
+  | 'INVALID_DURATION'
+  | 'INVALID_GRAPH'
+  | 'INVALID_CONFIG'
+  | 'INVALID_STATE'
+  | 'INVALID_TRANSFORM_RESULT'
+  | 'INCOMPATIBLE_CHECKPOINT'
+  | 'CORRUPT_CHECKPOINT'
+  | 'FENCED'
+  | 'BATCH_FAILED'
+  | 'SOURCE_FAILED';
+
+/**
+ * Base class of every Tributary error.
+ *
+ * @example
+ * try { await ssc.awaitTermination(); } catch (e) { if (e instanceof TributaryError) console.log(e.code); }
+ */
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TributaryError';
+    this.code = code;
+  }
+}
+
+/** A duration that is not a positive whole number of milliseconds, or not a multiple it must be. */
+export class InvalidDurationError extends TributaryError {
+  constructor(message: string) {
+    super('INVALID_DURATION', message);
+    this.name = 'InvalidDurationError';
+  }
+}
+
+/** A DStream graph that cannot run (bad wiring, operators added after start, ...). */
+export class InvalidGraphError extends TributaryError {
+  constructor(message: string) {
+    super('INVALID_GRAPH', message);
+    this.name = 'InvalidGraphError';
+  }
+}
+
+/** A configuration value out of range or inconsistent with another. */
+export class InvalidConfigError extends TributaryError {
+  constructor(message: string) {
+    super('INVALID_CONFIG', message);
+    this.name = 'InvalidConfigError';
+  }
+}
+
+/** A call made in a lifecycle state that does not allow it (e.g. runBatches before start). */
+export class InvalidStateError extends TributaryError {
+  constructor(message: string) {
+    super('INVALID_STATE', message);
+    this.name = 'InvalidStateError';
+  }
+}
+
+/** A user function returned something other than what its operator requires. */
+export class InvalidTransformResultError extends TributaryError {
+  constructor(message: string) {
+    super('INVALID_TRANSFORM_RESULT', message);
+    this.name = 'InvalidTransformResultError';
+  }
+}
+
+/** A source (socket, directory, custom receiver) failed in a way the app must see. */
+export class SourceFailedError extends TributaryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SOURCE_FAILED', message, options);
+    this.name = 'SourceFailedError';
+  }
+}
+
+/**
+ * A batch failed: names the operator, the batch time and the cause.
+ *
+ * Nothing of the failed batch stays in any operator's state.
+ */
+export class BatchFailedError extends TributaryError {
+  readonly operator: string;
+  readonly batchTime: number;
+  constructor(operator: string, batchTime: number, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('BATCH_FAILED', `batch ${batchTime} failed in ${operator}: ${reason}`, { cause });
+    this.name = 'BatchFailedError';
+    this.operator = operator;
+    this.batchTime = batchTime;
+  }
+}

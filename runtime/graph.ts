@@ -1,0 +1,106 @@
+/**
+ * The operator graph: a pure description of what each DStream computes. The driver
+ * compiles it into steps; nothing here runs user code or touches actors.
+ */
+import type { InputSource } from './input-source.ts';
+
+/** Receives one record of a push chain. */
+export type Sink<T> = (record: T) => void;
+
+/** A per-record operator of a fused push chain (map, filter, flatMap, ...). */
+export interface RecordOp {
+  readonly type: 'record';
+  wire(next: Sink<unknown>): Sink<unknown>;
+}
+
+/** A per-partition operator (glom, mapPartitions): sees a whole partition at once. */
+export interface PartitionOp {
+  readonly type: 'partition';
+  apply(records: unknown[], time: number): unknown[];
+}
+
+/** A narrow operator: no data moves between partitions. */
+export type NarrowOp = RecordOp | PartitionOp;
+
+/** The map side of a shuffle for one map partition: a sink and its per-partition output. */
+export interface MapSide {
+  readonly sink: Sink<unknown>;
+  /** Items for each output partition, in output-partition order. */
+  finish(): unknown[][];
+}
+
+/** A shuffle: a map-side combiner per input partition and a reduce per output partition. */
+export interface ShuffleSpec {
+  mapSide(parentIndex: number, mapPartition: number, outPartitions: number): MapSide;
+  /** `itemsPerParent[i]` holds parent i's items for this partition, map partitions in order. */
+  reduceSide(itemsPerParent: unknown[][], time: number): unknown[];
+}
+
+/** What one stateful partition returns for one batch. */
+export interface StepResult {
+  /** Records of this partition when the operator emits at this time, else undefined. */
+  readonly output: unknown[] | undefined;
+  /** Records of a companion stream (mapWithState's stateSnapshots), when asked for. */
+  readonly extra?: unknown[];
+}
+
+/**
+ * One partition of a stateful operator. `step` may change the state; `commit` makes
+ * the change final once the whole batch succeeded, `rollback` undoes it.
+ */
+export interface PartitionState {
+  step(input: unknown[], time: number, emit: boolean, wantExtra: boolean): StepResult;
+  commit(): void;
+  rollback(): void;
+  /** A plain, encodable copy of the committed state (for checkpoints and reads). */
+  toSnapshot(): unknown;
+  /** The committed value of one key, for operators keyed by key. */
+  lookup?(key: unknown): unknown;
+}
+
+/** Creates the state of one partition of a stateful operator. */
+export interface StatefulSpec {
+  create(partition: number, partitions: number): PartitionState;
+  /** Rebuilds a partition's state from {@link PartitionState.toSnapshot}. */
+  restore(snapshot: unknown, partition: number, partitions: number): PartitionState;
+}
+
+/** Fields every node has. */
+export interface NodeBase {
+  readonly id: number;
+  /** `<operator>#<id>`, or the uid when one is set: used in errors and fingerprints. */
+  name: string;
+  readonly operator: string;
+  readonly parents: readonly GraphNode[];
+  readonly slideMs: number;
+  readonly partitions: number;
+  uid?: string;
+  checkpointIntervalMs?: number;
+  /** Durations and sizes that define compatibility of a checkpoint with this node. */
+  readonly params: Readonly<Record<string, number | string | boolean>>;
+}
+
+/** A node of the operator graph. */
+export type GraphNode =
+  | (NodeBase & { readonly kind: 'input'; readonly source: InputSource<unknown> })
+  | (NodeBase & { readonly kind: 'narrow'; readonly narrow: NarrowOp })
+  | (NodeBase & { readonly kind: 'shuffle'; readonly shuffle: ShuffleSpec })
+  | (NodeBase & { readonly kind: 'stateful'; readonly stateful: StatefulSpec; snapshotsWanted: boolean })
+  | (NodeBase & {
+      readonly kind: 'whole';
+      readonly whole: (batches: unknown[][], time: number) => unknown[];
+    })
+  | (NodeBase & { readonly kind: 'state-view' });
+
+/** An output operation registered on a stream (print, foreachBatch, saveAsTextFiles). */
+export interface OutputOp {
+  readonly id: number;
+  readonly name: string;
+  readonly stream: GraphNode;
+  run(records: unknown[], time: number): void | Promise<void>;
+}
+
+/** Throws unless a switch covered every case. */
+export function assertNever(value: never): never {
+  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,42 @@
+/**
+ * The public surface of Tributary (`import ... from 'tributary'`).
+ */
+
+export type { BatchInfo } from '../actors/driver.ts';
+export type { GeneratorStreamOptions } from '../actors/receivers/generator.ts';
+export type { QueueStreamOptions } from '../actors/receivers/queue.ts';
+export { Receiver } from '../actors/receivers/receiver.ts';
+export type { SocketTextStreamOptions } from '../actors/receivers/socket.ts';
+export type { TextFileStreamOptions } from '../actors/receivers/text-file.ts';
+export type { ActorSystem } from '../actors/system.ts';
+export { startActorSystem } from '../actors/system.ts';
+export type { CancelTimer, Clock } from './clock.ts';
+export { SystemClock } from './clock.ts';
+export type {
+  MapWithStateOptions,
+  PartitionOptions,
+  ReducedWindowOptions,
+  UpdateStateOptions,
+} from './dstream.ts';
+export { DStream, MapWithStateDStream } from './dstream.ts';
+export { milliseconds, minutes, seconds } from './durations.ts';
+export type { ErrorCode } from './errors.ts';
+export {
+  BatchFailedError,
+  InvalidConfigError,
+  InvalidDurationError,
+  InvalidGraphError,
+  InvalidStateError,
+  InvalidTransformResultError,
+  SourceFailedError,
+  TributaryError,
+} from './errors.ts';
+export type { Logger } from './logger.ts';
+export type { MapWithStateFn, MapWithStateSpec } from './operators/map-with-state.ts';
+export { State } from './operators/map-with-state.ts';
+export type { UpdateFn, UpdateInfo } from './operators/update-state-by-key.ts';
+export { canonicalKey, partitionOf, stableHash } from './partitioner.ts';
+export type { StreamingContextConfig, StreamingListener } from './streaming-context.ts';
+export { StreamingContext } from './streaming-context.ts';
+export type { TextLineOptions } from './text-generator.ts';
+export { textLine, wordOf } from './text-generator.ts';

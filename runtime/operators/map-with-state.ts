@@ -1,0 +1,180 @@
+/**
+ * `mapWithState(spec)`: the function runs once per record, never for idle keys, so
+ * a batch costs what its records cost whatever the size of the state. A key idle
+ * for `timeout` is called once more with no value and `state.isTimingOut()`, then
+ * removed. Entries are re-inserted on every update, so idle keys sit at the front
+ * of the map and timeouts are found without a scan of the state.
+ */
+import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
+import { partitionOf } from '../partitioner.ts';
+import { UndoableKeyMap } from './undoable-key-map.ts';
+
+/**
+ * Spark's `State<S>`: what the mapping function may read and change for its key.
+ *
+ * @example
+ * (key, value, state) => { const n = (state.exists() ? state.get() : 0) + 1; state.update(n); return [key, n]; }
+ */
+export class State<S> {
+  #exists = false;
+  #value: S | undefined;
+  #updated = false;
+  #removed = false;
+  #timingOut = false;
+
+  /** @internal Prepares the wrapper for one call. */
+  reset(exists: boolean, value: S | undefined, timingOut: boolean): void {
+    this.#exists = exists;
+    this.#value = value;
+    this.#updated = false;
+    this.#removed = false;
+    this.#timingOut = timingOut;
+  }
+
+  /** True when the key has a state. */
+  exists(): boolean {
+    return this.#exists;
+  }
+
+  /** The state; throws when there is none. */
+  get(): S {
+    if (!this.#exists) throw new Error('State.get() called on a key without state');
+    return this.#value as S;
+  }
+
+  /** The state, or `undefined` when there is none. */
+  getOption(): S | undefined {
+    return this.#exists ? this.#value : undefined;
+  }
+
+  /** Replaces the state (not allowed while timing out). */
+  update(value: S): void {
+    if (this.#timingOut) throw new Error('State.update() cannot be called on a state that is timing out');
+    if (this.#removed) throw new Error('State.update() cannot be called after remove()');
+    this.#value = value;
+    this.#exists = true;
+    this.#updated = true;
+  }
+
+  /** Removes the key's state (not allowed while timing out). */
+  remove(): void {
+    if (this.#timingOut) throw new Error('State.remove() cannot be called on a state that is timing out');
+    if (this.#removed) throw new Error('State.remove() called twice');
+    this.#removed = true;
+    this.#exists = false;
+    this.#updated = false;
+  }
+
+  /** True during the extra call made when the key timed out. */
+  isTimingOut(): boolean {
+    return this.#timingOut;
+  }
+
+  /** @internal */
+  get wasUpdated(): boolean {
+    return this.#updated;
+  }
+
+  /** @internal */
+  get wasRemoved(): boolean {
+    return this.#removed;
+  }
+}
+
+/** The mapping function: returns the record to emit, `undefined` emits nothing. */
+export type MapWithStateFn<K, V, S, M> = (key: K, value: V | undefined, state: State<S>, time: number) => M | undefined;
+
+/** What defines a mapWithState operator. */
+export interface MapWithStateSpec<K, V, S, M> {
+  readonly update: MapWithStateFn<K, V, S, M>;
+  /** Idle time after which a key times out (ms); none when omitted. */
+  readonly timeout?: number;
+  /** State to start from. */
+  readonly initial?: readonly [K, S][];
+}
+
+interface Entry<S> {
+  s: S;
+  t: number;
+}
+
+/** One partition of mapWithState. */
+export class MapWithStateState<K, V, S, M> implements PartitionState {
+  readonly #state = new UndoableKeyMap<K, Entry<S>>();
+  readonly #spec: MapWithStateSpec<K, V, S, M>;
+  readonly #wrapper = new State<S>();
+  #pendingSeed: readonly [K, S][] | undefined;
+
+  constructor(spec: MapWithStateSpec<K, V, S, M>, seed: readonly [K, S][], entries: readonly [K, Entry<S>][] = []) {
+    this.#spec = spec;
+    this.#pendingSeed = seed.length > 0 ? seed : undefined;
+    for (const [k, e] of entries) this.#state.map.set(k, e);
+  }
+
+  step(input: unknown[], time: number, _emit: boolean, wantExtra: boolean): StepResult {
+    if (this.#pendingSeed !== undefined) {
+      // Initial state counts as updated at the first batch (as in Spark).
+      for (const [k, s] of this.#pendingSeed) this.#state.set(k, { s, t: time });
+      this.#pendingSeed = undefined;
+    }
+    const { update, timeout } = this.#spec;
+    const state = this.#state;
+    const wrapper = this.#wrapper;
+    const output: M[] = [];
+    for (const item of input) {
+      const [k, v] = item as [K, V];
+      const e = state.get(k);
+      wrapper.reset(e !== undefined, e?.s, false);
+      const mapped = update(k, v, wrapper, time);
+      if (wrapper.wasRemoved) state.delete(k);
+      else if (wrapper.wasUpdated) state.setLast(k, { s: wrapper.get(), t: time });
+      if (mapped !== undefined) output.push(mapped);
+    }
+    if (timeout !== undefined) {
+      const threshold = time - timeout;
+      for (const [k, e] of state.map.takeExpired((entry) => entry.t < threshold)) {
+        // takeExpired removed it from the map; record the removal for rollback.
+        state.map.set(k, e);
+        state.delete(k);
+        wrapper.reset(true, e.s, true);
+        const mapped = update(k, undefined, wrapper, time);
+        if (mapped !== undefined) output.push(mapped);
+      }
+    }
+    const extra = wantExtra ? state.map.toArray().map(([k, e]) => [k, e.s]) : undefined;
+    return extra === undefined ? { output } : { output, extra };
+  }
+
+  commit(): void {
+    this.#state.commit();
+  }
+
+  rollback(): void {
+    this.#state.rollback();
+  }
+
+  toSnapshot(): unknown {
+    return { entries: this.#state.map.toArray(), seed: this.#pendingSeed ?? [] };
+  }
+
+  lookup(key: unknown): unknown {
+    return this.#state.get(key as K)?.s;
+  }
+}
+
+/**
+ * The spec of mapWithState.
+ *
+ * @example
+ * mapWithStateSpec({ update: (k, v, s) => { s.update((s.getOption() ?? 0) + 1); return k; } })
+ */
+export function mapWithStateSpec<K, V, S, M>(spec: MapWithStateSpec<K, V, S, M>): StatefulSpec {
+  const own = (entries: readonly [K, unknown][], p: number, n: number) => entries.filter(([k]) => partitionOf(k, n) === p);
+  return {
+    create: (p, n) => new MapWithStateState(spec, own(spec.initial ?? [], p, n) as [K, S][]),
+    restore: (snapshot, p, n) => {
+      const s = snapshot as { entries: [K, Entry<S>][]; seed: [K, S][] };
+      return new MapWithStateState(spec, own(s.seed, p, n) as [K, S][], own(s.entries, p, n) as [K, Entry<S>][]);
+    },
+  };
+}

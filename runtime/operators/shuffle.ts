@@ -1,0 +1,159 @@
+/**
+ * Shuffles: how records move between partitions for keyed and global operators.
+ * Each has a map side (runs at the end of the fused chain of each input partition,
+ * combining locally when it can) and a reduce side (one per output partition).
+ */
+import type { MapSide, ShuffleSpec, Sink } from '../graph.ts';
+import { KeyMap, partitionOf } from '../partitioner.ts';
+
+function buckets(n: number): unknown[][] {
+  return Array.from({ length: n }, () => []);
+}
+
+/**
+ * `combineByKey(create, merge, mergeCombiners)`: the general keyed aggregation that
+ * reduceByKey, groupByKey and countByValue are made of. Output records are `[K, C]`.
+ *
+ * @example
+ * combineByKeyShuffle<number, number>((v) => v, (a, b) => a + b, (a, b) => a + b)
+ */
+export function combineByKeyShuffle<V, C>(
+  create: (value: V) => C,
+  merge: (combiner: C, value: V) => C,
+  mergeCombiners: (a: C, b: C) => C,
+): ShuffleSpec {
+  return {
+    mapSide(_parent, _mapPartition, outPartitions): MapSide {
+      const combined = new KeyMap<unknown, C>();
+      const sink: Sink<unknown> = (r) => {
+        const [k, v] = r as [unknown, V];
+        const c = combined.get(k);
+        combined.set(k, c === undefined && !combined.has(k) ? create(v) : merge(c as C, v));
+      };
+      return { sink, finish: () => splitByKey(combined, outPartitions) };
+    },
+    reduceSide(itemsPerParent) {
+      const merged = new KeyMap<unknown, C>();
+      for (const items of itemsPerParent) {
+        for (const item of items) {
+          const [k, c] = item as [unknown, C];
+          const prev = merged.get(k);
+          merged.set(k, prev === undefined && !merged.has(k) ? c : mergeCombiners(prev as C, c));
+        }
+      }
+      return merged.toArray();
+    },
+  };
+}
+
+function splitByKey<C>(combined: KeyMap<unknown, C>, outPartitions: number): unknown[][] {
+  const out = buckets(outPartitions);
+  if (outPartitions === 1) {
+    (out[0] as unknown[]).push(...combined.entries());
+    return out;
+  }
+  combined.forEach((c, k) => {
+    (out[partitionOf(k, outPartitions)] as unknown[]).push([k, c]);
+  });
+  return out;
+}
+
+/**
+ * Moves `[K, V]` records to the partition of their key, keeping their order (what
+ * mapWithState needs: its function runs once per record, in order).
+ */
+export function partitionByKeyShuffle(): ShuffleSpec {
+  return {
+    mapSide(_parent, _mapPartition, outPartitions) {
+      const out = buckets(outPartitions);
+      return {
+        sink: (r) => (out[partitionOf((r as [unknown, unknown])[0], outPartitions)] as unknown[]).push(r),
+        finish: () => out,
+      };
+    },
+    reduceSide: (itemsPerParent) => itemsPerParent.flat(),
+  };
+}
+
+/** `repartition(n)`: spreads records round-robin over `n` partitions, deterministically. */
+export function repartitionShuffle(): ShuffleSpec {
+  return {
+    mapSide(_parent, mapPartition, outPartitions) {
+      const out = buckets(outPartitions);
+      let i = mapPartition;
+      return {
+        sink: (r) => {
+          (out[i % outPartitions] as unknown[]).push(r);
+          i++;
+        },
+        finish: () => out,
+      };
+    },
+    reduceSide: (itemsPerParent) => itemsPerParent.flat(),
+  };
+}
+
+/**
+ * A global aggregate into one partition: `count()` (an empty batch gives `[0]`) and
+ * `reduce(f)` (an empty batch gives `[]`).
+ */
+export function aggregateShuffle<T, A>(
+  zero: A | undefined,
+  add: (acc: A | undefined, record: T) => A,
+  combine: (a: A, b: A) => A,
+): ShuffleSpec {
+  return {
+    mapSide() {
+      let acc: A | undefined;
+      let seen = false;
+      return {
+        sink: (r) => {
+          acc = add(acc, r as T);
+          seen = true;
+        },
+        finish: () => [seen ? [acc] : []],
+      };
+    },
+    reduceSide(itemsPerParent) {
+      const items = itemsPerParent.flat() as A[];
+      if (items.length === 0) return zero === undefined ? [] : [zero];
+      let acc = items[0] as A;
+      for (let i = 1; i < items.length; i++) acc = combine(acc, items[i] as A);
+      return [acc];
+    },
+  };
+}
+
+/**
+ * `cogroup(other)`: for every key of either side, `[K, [V[], W[]]]`. The joins are
+ * cogroup followed by a flatMap, exactly as in Spark.
+ */
+export function cogroupShuffle(sides: number): ShuffleSpec {
+  return {
+    mapSide(_parent, _mapPartition, outPartitions) {
+      const grouped = new KeyMap<unknown, unknown[]>();
+      const sink: Sink<unknown> = (r) => {
+        const [k, v] = r as [unknown, unknown];
+        const list = grouped.get(k);
+        if (list === undefined) grouped.set(k, [v]);
+        else list.push(v);
+      };
+      return { sink, finish: () => splitByKey(grouped, outPartitions) };
+    },
+    reduceSide(itemsPerParent) {
+      const merged = new KeyMap<unknown, unknown[][]>();
+      itemsPerParent.forEach((items, side) => {
+        for (const item of items) {
+          const [k, values] = item as [unknown, unknown[]];
+          let groups = merged.get(k);
+          if (groups === undefined) {
+            groups = Array.from({ length: sides }, () => []);
+            merged.set(k, groups);
+          }
+          (groups[side] as unknown[]).push(...values);
+        }
+      });
+      return merged.toArray();
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * A KeyMap that remembers the first old value of every key a batch touches, so a
+ * failed batch can be undone at the cost of the keys it touched, not of the state.
+ */
+import { KeyMap } from '../partitioner.ts';
+
+interface Before<V> {
+  had: boolean;
+  value: V | undefined;
+}
+
+/**
+ * Keyed state with commit and rollback.
+ *
+ * @example
+ * const m = new UndoableKeyMap<string, number>();
+ * m.set('a', 1); m.rollback(); m.has('a') // false
+ */
+export class UndoableKeyMap<K, V> {
+  readonly map = new KeyMap<K, V>();
+  #before = new KeyMap<K, Before<V>>();
+
+  get(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  set(key: K, value: V): void {
+    this.#remember(key);
+    this.map.set(key, value);
+  }
+
+  /** Sets `key` and moves it to the end of the insertion order. */
+  setLast(key: K, value: V): void {
+    this.#remember(key);
+    this.map.delete(key);
+    this.map.set(key, value);
+  }
+
+  delete(key: K): void {
+    this.#remember(key);
+    this.map.delete(key);
+  }
+
+  /** Forgets the old values: the batch's changes are final. */
+  commit(): void {
+    this.#before.clear();
+  }
+
+  /** Restores every touched key to its value before the batch. */
+  rollback(): void {
+    this.#before.forEach((before, key) => {
+      if (before.had) this.map.set(key, before.value as V);
+      else this.map.delete(key);
+    });
+    this.#before.clear();
+  }
+
+  #remember(key: K): void {
+    if (this.#before.has(key)) return;
+    const had = this.map.has(key);
+    this.#before.set(key, { had, value: had ? this.map.get(key) : undefined });
+  }
+}
