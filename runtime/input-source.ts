@@ -35,6 +35,8 @@ export interface SourceEnv {
   readonly zeroTimeMs: number;
   /** Reports a failure the app must see (stops the context with SOURCE_FAILED). */
   fail(error: Error): void;
+  /** Reports records a receiver accepted (listeners' `onRecordsReceived`). */
+  received(records: number): void;
 }
 
 /** A running source. */

@@ -41,6 +41,8 @@ export interface StreamingContextConfig {
 /** Callbacks about the running app (Spark's StreamingListener). */
 export interface StreamingListener {
   onBatchCompleted?(info: BatchInfo): void;
+  /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
+  onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
   onError?(error: Error): void;
 }
 
@@ -293,6 +295,9 @@ export class StreamingContext {
       batchDurationMs: this.batchDurationMs,
       zeroTimeMs: this.#zeroTimeMs,
       fail: (error: Error) => void this.#fail(error),
+      received: (records: number) => {
+        for (const l of this.#listeners) l.onRecordsReceived?.({ stream: node.name, records });
+      },
     };
   }
 

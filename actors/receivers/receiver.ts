@@ -127,6 +127,7 @@ export function receiverSource<T>(
         switch (msg.type) {
           case 'receiver.store':
             for (const r of msg.records) buf.records.push(r);
+            env.received(msg.records.length);
             return buf;
           case 'receiver.allocate': {
             const records = buf.records;
