@@ -10,6 +10,8 @@ export type { SocketTextStreamOptions } from '../actors/receivers/socket.ts';
 export type { TextFileStreamOptions } from '../actors/receivers/text-file.ts';
 export type { ActorSystem } from '../actors/system.ts';
 export { startActorSystem } from '../actors/system.ts';
+export type { App, AppOptions } from './app.ts';
+export { defineApp } from './app.ts';
 export type { CancelTimer, Clock } from './clock.ts';
 export { SystemClock } from './clock.ts';
 export type {
