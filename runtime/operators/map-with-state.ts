@@ -113,9 +113,9 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
 
   step(input: unknown[], time: number, _emit: boolean, wantExtra: boolean): StepResult {
     if (this.#pendingSeed !== undefined) {
-      // Initial state counts as updated at the first batch (as in Spark).
+      // Initial state counts as updated at the first batch (as in Spark). The seed is
+      // kept until the batch commits, so a rolled-back first batch seeds again.
       for (const [k, s] of this.#pendingSeed) this.#state.set(k, { s, t: time });
-      this.#pendingSeed = undefined;
     }
     const { update, timeout } = this.#spec;
     const state = this.#state;
@@ -127,7 +127,9 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
       wrapper.reset(e !== undefined, e?.s, false);
       const mapped = update(k, v, wrapper, time);
       if (wrapper.wasRemoved) state.delete(k);
-      else if (wrapper.wasUpdated) state.setLast(k, { s: wrapper.get(), t: time });
+      // With a timeout, data re-stamps an existing key even when it is not updated
+      // (as Spark does), so a key that keeps receiving data never times out.
+      else if (wrapper.wasUpdated || (timeout !== undefined && wrapper.exists())) state.setLast(k, { s: wrapper.get(), t: time });
       if (mapped !== undefined) output.push(mapped);
     }
     if (timeout !== undefined) {
@@ -147,10 +149,24 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
 
   commit(): void {
     this.#state.commit();
+    this.#pendingSeed = undefined;
   }
 
   rollback(): void {
     this.#state.rollback();
+    if (this.#spec.timeout !== undefined) this.#orderByUpdateTime();
+  }
+
+  /**
+   * Rollback puts the keys it restores at the end of the map, while timeouts are
+   * found by scanning from the front and need the map in update-time order: rebuild
+   * it (rollbacks are rare; the sort is stable, so ties keep their order).
+   */
+  #orderByUpdateTime(): void {
+    const map = this.#state.map;
+    const entries = map.toArray().sort((a, b) => a[1].t - b[1].t);
+    map.clear();
+    for (const [k, e] of entries) map.set(k, e);
   }
 
   toSnapshot(): unknown {
