@@ -2,6 +2,7 @@
  * The operator graph: a pure description of what each DStream computes. The driver
  * compiles it into steps; nothing here runs user code or touches actors.
  */
+import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { InputSource } from './input-source.ts';
 
 /** Receives one record of a push chain. */
@@ -56,6 +57,11 @@ export interface PartitionState {
   toSnapshot(): unknown;
   /** The committed value of one key, for operators keyed by key. */
   lookup?(key: unknown): unknown;
+  /**
+   * Captures the committed state for a checkpoint: all of it when `full`, else what
+   * changed since the previous capture.
+   */
+  capture(full: boolean): SnapshotData;
 }
 
 /** Creates the state of one partition of a stateful operator. */
@@ -63,6 +69,8 @@ export interface StatefulSpec {
   create(partition: number, partitions: number): PartitionState;
   /** Rebuilds a partition's state from {@link PartitionState.toSnapshot}. */
   restore(snapshot: unknown, partition: number, partitions: number): PartitionState;
+  /** Rebuilds a partition from a full capture and the delta captures after it, in order. */
+  restoreChain(chain: readonly SnapshotData[], partition: number, partitions: number): PartitionState;
 }
 
 /** Fields every node has. */

@@ -5,8 +5,10 @@
  * removed. Entries are re-inserted on every update, so idle keys sit at the front
  * of the map and timeouts are found without a scan of the state.
  */
+import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { partitionOf } from '../partitioner.ts';
+import { ChangeLog, foldChain } from './change-log.ts';
 import { UndoableKeyMap } from './undoable-key-map.ts';
 
 /**
@@ -104,6 +106,7 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   readonly #spec: MapWithStateSpec<K, V, S, M>;
   readonly #wrapper = new State<S>();
   #pendingSeed: readonly [K, S][] | undefined;
+  readonly #log = new ChangeLog<K>();
 
   constructor(spec: MapWithStateSpec<K, V, S, M>, seed: readonly [K, S][], entries: readonly [K, Entry<S>][] = []) {
     this.#spec = spec;
@@ -148,8 +151,19 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   }
 
   commit(): void {
-    this.#state.commit();
+    this.#state.commit((key, present) => (present ? this.#log.changed(key) : this.#log.removed(key)));
     this.#pendingSeed = undefined;
+  }
+
+  /** Entries carry their update time, so a restore keeps timeouts exact. */
+  capture(full: boolean): SnapshotData {
+    const map = this.#state.map;
+    return this.#log.capture(
+      full,
+      (k) => map.get(k),
+      () => map.toArray(),
+      { seed: this.#pendingSeed ?? [] },
+    );
   }
 
   rollback(): void {
@@ -187,6 +201,14 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
 export function mapWithStateSpec<K, V, S, M>(spec: MapWithStateSpec<K, V, S, M>): StatefulSpec {
   const own = (entries: readonly [K, unknown][], p: number, n: number) => entries.filter(([k]) => partitionOf(k, n) === p);
   return {
+    restoreChain: (chain) => {
+      const { entries, meta } = foldChain<K, Entry<S>>(chain);
+      // Deltas list keys in first-touch order: re-sort by update time, which the
+      // timeout scan relies on (the sort is stable).
+      const ordered = entries.toArray().sort((a, b) => a[1].t - b[1].t);
+      const last = meta[meta.length - 1] as { seed: [K, S][] } | undefined;
+      return new MapWithStateState(spec, last?.seed ?? [], ordered);
+    },
     create: (p, n) => new MapWithStateState(spec, own(spec.initial ?? [], p, n) as [K, S][]),
     restore: (snapshot, p, n) => {
       const s = snapshot as { entries: [K, Entry<S>][]; seed: [K, S][] };

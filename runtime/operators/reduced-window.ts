@@ -5,8 +5,10 @@
  * cost, whatever the window length. Keys whose value the optional filter rejects
  * are dropped; without a filter they stay at their zero value (Spark's behaviour).
  */
+import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap } from '../partitioner.ts';
+import { ChangeLog, foldChain } from './change-log.ts';
 import { UndoableKeyMap } from './undoable-key-map.ts';
 
 type Reduce<V> = (a: V, b: V) => V;
@@ -42,6 +44,11 @@ export class ReducedWindowState<K, V> implements PartitionState {
   readonly #current = new UndoableKeyMap<unknown, V>();
   #held: Held[];
   #heldBefore: Held[] | undefined;
+  readonly #log = new ChangeLog<unknown>();
+  /** Batches absorbed since the last capture, and the prune point reached (for deltas). */
+  #heldAdded: Held[] = [];
+  #prunedUpTo: number | null = null;
+  #pending: { added: Held; prunedUpTo: number | null } | undefined;
 
   constructor(params: ReducedWindowParams<K, V>, held: Held[] = [], current: [unknown, V][] = []) {
     this.#p = params;
@@ -52,7 +59,9 @@ export class ReducedWindowState<K, V> implements PartitionState {
   step(input: unknown[], time: number, emit: boolean): StepResult {
     const { windowMs, slideMs, reduce, inverse, filter } = this.#p;
     this.#heldBefore = this.#held;
-    this.#held = [...this.#held, { time, entries: input as [unknown, unknown][] }];
+    const added: Held = { time, entries: input as [unknown, unknown][] };
+    this.#held = [...this.#held, added];
+    this.#pending = { added, prunedUpTo: emit ? time - windowMs : null };
     if (!emit) return { output: undefined };
     const leaving = reduceBatches(
       this.#held.filter((h) => h.time > time - windowMs - slideMs && h.time <= time - windowMs),
@@ -91,14 +100,34 @@ export class ReducedWindowState<K, V> implements PartitionState {
   }
 
   commit(): void {
-    this.#current.commit();
+    this.#current.commit((key, present) => (present ? this.#log.changed(key) : this.#log.removed(key)));
     this.#heldBefore = undefined;
+    if (this.#pending) {
+      this.#heldAdded.push(this.#pending.added);
+      if (this.#pending.prunedUpTo !== null) this.#prunedUpTo = this.#pending.prunedUpTo;
+      this.#pending = undefined;
+    }
   }
 
   rollback(): void {
     this.#current.rollback();
     if (this.#heldBefore !== undefined) this.#held = this.#heldBefore;
     this.#heldBefore = undefined;
+    this.#pending = undefined;
+  }
+
+  /** Keyed changes of the window result, plus the batches absorbed since the last capture. */
+  capture(full: boolean): SnapshotData {
+    const meta = full ? { added: this.#held, prunedUpTo: null } : { added: this.#heldAdded, prunedUpTo: this.#prunedUpTo };
+    this.#heldAdded = [];
+    this.#prunedUpTo = null;
+    const current = this.#current;
+    return this.#log.capture(
+      full,
+      (k) => current.get(k),
+      () => current.map.toArray(),
+      meta,
+    );
   }
 
   toSnapshot(): unknown {
@@ -122,6 +151,17 @@ export function reducedWindowSpec<K, V>(params: ReducedWindowParams<K, V>): Stat
     restore: (snapshot) => {
       const s = snapshot as { held: Held[]; current: [unknown, V][] };
       return new ReducedWindowState(params, s.held, s.current);
+    },
+    restoreChain: (chain) => {
+      let held: Held[] = [];
+      for (const data of chain) {
+        const meta = data.meta as { added: Held[]; prunedUpTo: number | null };
+        const cut = meta.prunedUpTo;
+        if (data.kind === 'full') held = [];
+        if (cut !== null) held = held.filter((h) => h.time > cut);
+        held = held.concat(meta.added);
+      }
+      return new ReducedWindowState(params, held, foldChain<unknown, V>(chain).entries.toArray());
     },
   };
 }

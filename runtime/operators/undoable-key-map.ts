@@ -49,8 +49,9 @@ export class UndoableKeyMap<K, V> {
     this.map.delete(key);
   }
 
-  /** Forgets the old values: the batch's changes are final. */
-  commit(): void {
+  /** Forgets the old values: the batch's changes are final. `touched` hears of each key changed. */
+  commit(touched?: (key: K, present: boolean) => void): void {
+    if (touched) for (const key of this.#before.keys()) touched(key, this.map.has(key));
     this.#before.clear();
   }
 

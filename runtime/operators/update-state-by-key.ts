@@ -3,8 +3,10 @@
  * for every key in the state or in the batch (values `[]` when none); `undefined`
  * removes the key. The output is the whole state, every batch.
  */
+import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
+import { ChangeLog, foldChain } from './change-log.ts';
 
 /** What `update` learns besides the values and the state. */
 export interface UpdateInfo<K> {
@@ -25,6 +27,9 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
   #state: KeyMap<K, S>;
   #next: KeyMap<K, S> | undefined;
   readonly #update: UpdateFn<K, V, S>;
+  readonly #log = new ChangeLog<K>();
+  /** Keys the pending batch changed (true) or removed (false), applied to the log on commit. */
+  #touched: [K, boolean][] = [];
 
   constructor(update: UpdateFn<K, V, S>, initial: KeyMap<K, S>) {
     this.#update = update;
@@ -39,6 +44,7 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     }
     const next = new KeyMap<K, S>();
     const output: [K, S][] = [];
+    const touched: [K, boolean][] = [];
     const update = this.#update;
     this.#state.forEach((s, key) => {
       const vs = values.get(key);
@@ -47,6 +53,10 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
       if (ns !== undefined) {
         next.set(key, ns);
         output.push([key, ns]);
+        // States are values: a new value, or new input, is a change to checkpoint.
+        if (ns !== s || vs !== undefined) touched.push([key, true]);
+      } else {
+        touched.push([key, false]);
       }
     });
     values.forEach((vs, key) => {
@@ -54,19 +64,37 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
       if (ns !== undefined) {
         next.set(key, ns);
         output.push([key, ns]);
+        touched.push([key, true]);
       }
     });
     this.#next = next;
+    this.#touched = touched;
     return { output };
   }
 
   commit(): void {
     if (this.#next !== undefined) this.#state = this.#next;
     this.#next = undefined;
+    for (const [key, present] of this.#touched) {
+      if (present) this.#log.changed(key);
+      else this.#log.removed(key);
+    }
+    this.#touched = [];
   }
 
   rollback(): void {
     this.#next = undefined;
+    this.#touched = [];
+  }
+
+  capture(full: boolean): SnapshotData {
+    const state = this.#state;
+    return this.#log.capture(
+      full,
+      (k) => state.get(k),
+      () => state.toArray(),
+      null,
+    );
   }
 
   toSnapshot(): unknown {
@@ -98,5 +126,6 @@ export function updateStateByKeySpec<K, V, S>(update: UpdateFn<K, V, S>, initial
   return {
     create: (p, n) => new UpdateStateByKeyState(update, seed(initial, p, n)),
     restore: (snapshot, p, n) => new UpdateStateByKeyState(update, seed((snapshot as { entries: [K, S][] }).entries, p, n)),
+    restoreChain: (chain) => new UpdateStateByKeyState(update, foldChain<K, S>(chain).entries),
   };
 }

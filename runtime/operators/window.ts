@@ -2,6 +2,7 @@
  * `window(w, s)`: the union of the parent's batches in `(t - w, t]`, emitted every
  * slide. The first windows are shorter, and windows keep firing after input stops.
  */
+import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 
 interface Held {
@@ -42,6 +43,11 @@ export class WindowState implements PartitionState {
   toSnapshot(): unknown {
     return { held: this.#held };
   }
+
+  /** Window buffers hold whole batches of records: always captured whole. */
+  capture(): SnapshotData {
+    return { kind: 'full', entries: [], removed: [], meta: { held: this.#held } };
+  }
 }
 
 /**
@@ -54,5 +60,6 @@ export function windowSpec(windowMs: number): StatefulSpec {
   return {
     create: () => new WindowState(windowMs),
     restore: (snapshot) => new WindowState(windowMs, (snapshot as { held: Held[] }).held),
+    restoreChain: (chain) => new WindowState(windowMs, (chain[chain.length - 1]?.meta as { held: Held[] } | undefined)?.held ?? []),
   };
 }
