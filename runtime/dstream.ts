@@ -361,6 +361,8 @@ export class DStream<T> {
 
   /** Prints the first `n` records of every batch, Spark's way. */
   print(n = 10): void {
+    // A negative count would make slice() drop records from the end instead.
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidGraphError(`print needs a whole number >= 0 of records, got ${n}`);
     this.graph.addOutput(this.node, 'print', (records, time) => {
       process.stdout.write(formatPrint(records, time, n));
     });

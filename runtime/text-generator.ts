@@ -12,6 +12,17 @@ function mix(x: number): number {
   return (z ^ (z >>> 16)) >>> 0;
 }
 
+/**
+ * A safe integer as 32 bits: its low word, mixed with its high word when it has
+ * one, so that values 2^32 apart (seeds such as `Date.now()`, sequence numbers of a
+ * long run) do not collapse onto the same lines. Values below 2^32 map to themselves.
+ */
+function fold(v: number): number {
+  const high = Math.floor(v / 0x100000000);
+  const low = v >>> 0;
+  return high === 0 ? low : (low ^ mix(high)) >>> 0;
+}
+
 /** Options of the word-line generator. */
 export interface TextLineOptions {
   /** Number of distinct words (default 1000). */
@@ -48,7 +59,7 @@ export function wordOf(i: number): string {
 export function textLine(seq: number, seed: number, options: TextLineOptions = {}): string {
   const vocabulary = options.vocabulary ?? 1000;
   const words = options.wordsPerLine ?? 8;
-  let state = mix(seed ^ mix(seq));
+  let state = mix(fold(seed) ^ mix(fold(seq)));
   let line = '';
   for (let w = 0; w < words; w++) {
     state = mix(state);

@@ -12,7 +12,7 @@ import { textLine } from '../../runtime/text-generator.ts';
 export interface GeneratorStreamOptions<T> {
   /** Records per second of stream time. */
   readonly ratePerSecond: number;
-  /** Seed of the sequence (default 1). */
+  /** Seed of the sequence, a safe integer (default 1). */
   readonly seed?: number;
   /** Record number `seq` (default: a line of words, see `textLine`). */
   readonly record?: (seq: number, seed: number) => T;
@@ -32,6 +32,8 @@ export function generatorSource<T = string>(options: GeneratorStreamOptions<T>):
     throw new InvalidConfigError(`generatorStream ratePerSecond must be a positive number, got ${String(rate)}`);
   }
   const seed = options.seed ?? 1;
+  // A fractional seed would be truncated by the generator's integer mixing and collide with its integer part.
+  if (!Number.isSafeInteger(seed)) throw new InvalidConfigError(`generatorStream seed must be a whole number, got ${String(seed)}`);
   const make = options.record ?? ((seq: number, s: number) => textLine(seq, s) as unknown as T);
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
   return {

@@ -17,7 +17,7 @@ interface ReceiverLink {
 
 /**
  * Extend this to bring any source into a stream: start producing in `onStart`,
- * hand records to `store()`, release resources in `onStop`.
+ * hand records to `store()` (one) or `storeAll()` (many), release resources in `onStop`.
  *
  * @example
  * class Ticks extends Receiver<number> {
@@ -37,12 +37,25 @@ export abstract class Receiver<T> {
   /** Stops receiving and releases what `onStart` acquired. */
   abstract onStop(): void | Promise<void>;
 
-  /** Hands one record, or an array of records, to the stream. */
-  store(records: T | readonly T[]): void {
+  /**
+   * Hands one record to the stream. An array is one record (a pair stays a pair):
+   * use `storeAll` for many records.
+   */
+  store(record: T): void {
+    this.#push([record]);
+  }
+
+  /**
+   * Hands every record of an array or iterable to the stream, in order. The records
+   * are copied first, so the caller may reuse its buffer as soon as this returns.
+   */
+  storeAll(records: Iterable<T>): void {
+    this.#push(Array.from(records));
+  }
+
+  #push(batch: T[]): void {
     const link = this.#link;
-    if (link === undefined || this.#stopped) return;
-    const batch = Array.isArray(records) ? (records as readonly T[]) : [records as T];
-    if (batch.length === 0) return;
+    if (link === undefined || this.#stopped || batch.length === 0) return;
     this.#buffered += batch.length;
     dispatch(link.ref, { type: 'receiver.store', records: batch });
   }
@@ -98,6 +111,15 @@ export abstract class Receiver<T> {
   }
 }
 
+/**
+ * An actor name for the stream `name`. nact accepts only URL-safe characters, and
+ * stream names hold others (`receiverStream#1`, any `uid`), so each other UTF-16
+ * unit becomes `$` and four hex digits; `$` is escaped too, keeping names distinct.
+ */
+function actorName(name: string): string {
+  return `receiver-${name.replace(/[^A-Za-z0-9\-_.+!*'(),]/g, (c) => `$${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}`;
+}
+
 interface Buffer {
   records: unknown[];
   blocks: number;
@@ -121,9 +143,10 @@ export function receiverSource<T>(
     kind,
     params,
     async open(env: SourceEnv): Promise<OpenInput<T>> {
-      if (used) throw new InvalidConfigError(`${env.name}: a receiver instance can feed only one stream`);
+      // Each receiverStream() call makes its own source, so the instance itself is checked too.
+      if (used || !receiver.isStopped()) throw new InvalidConfigError(`${env.name}: a receiver instance can feed only one stream`);
       used = true;
-      const ref = spawnActor<Buffer, ReceiverMessage>(env.parent, `receiver-${env.name}`, { records: [], blocks: 0 }, (buf, msg) => {
+      const ref = spawnActor<Buffer, ReceiverMessage>(env.parent, actorName(env.name), { records: [], blocks: 0 }, (buf, msg) => {
         switch (msg.type) {
           case 'receiver.store':
             for (const r of msg.records) buf.records.push(r);

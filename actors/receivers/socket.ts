@@ -44,9 +44,11 @@ export class LineSplitter {
 
   /** The last line when the stream ends without a newline. */
   end(): string[] {
-    const rest = this.#tail + this.#decoder.end();
+    let rest = this.#tail + this.#decoder.end();
     this.#tail = '';
-    return rest.length > 0 ? [rest] : [];
+    // A CR at the very end is the first half of a CRLF that never came, not text.
+    if (rest.endsWith('\r')) rest = rest.slice(0, -1);
+    return rest.length > 0 ? [rest.slice(0, this.#lineCharsMax)] : [];
   }
 }
 
@@ -101,7 +103,7 @@ class SocketReceiver extends Receiver<string> {
       socket.on('data', (chunk: Buffer) => {
         received = true;
         const lines = splitter.push(chunk);
-        if (lines.length > 0) this.store(lines);
+        if (lines.length > 0) this.storeAll(lines);
         if (this.buffered >= this.#options.bufferedLinesMax && !this.#paused) {
           this.#paused = true;
           socket.pause();
@@ -112,7 +114,7 @@ class SocketReceiver extends Receiver<string> {
       });
       socket.on('close', () => {
         const last = splitter.end();
-        if (last.length > 0) this.store(last);
+        if (last.length > 0) this.storeAll(last);
         this.#paused = false;
         resolve(received);
       });

@@ -28,6 +28,15 @@ async function listFiles(directory: string): Promise<string[]> {
     .sort();
 }
 
+/** Lists `dir`, reporting a failure (directory gone, no permission) as SOURCE_FAILED naming it. */
+async function listFilesOrFail(env: SourceEnv, dir: string): Promise<string[]> {
+  try {
+    return await listFiles(dir);
+  } catch (error) {
+    throw new SourceFailedError(`${env.name}: cannot list ${dir}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 /**
  * The source of textFileStream.
  *
@@ -41,15 +50,10 @@ export function textFileSource(directory: string, options: TextFileStreamOptions
     kind: 'text-file',
     params: { directory: dir },
     async open(env: SourceEnv): Promise<OpenInput<string>> {
-      let seen: Set<string>;
-      try {
-        seen = new Set(options.includeExisting ? [] : await listFiles(dir));
-      } catch (error) {
-        throw new SourceFailedError(`${env.name}: cannot list ${dir}: ${(error as Error).message}`, { cause: error });
-      }
+      const seen = new Set(options.includeExisting ? [] : await listFilesOrFail(env, dir));
       return {
         async allocate(): Promise<Allocation> {
-          const fresh = (await listFiles(dir)).filter((n) => !seen.has(n));
+          const fresh = (await listFilesOrFail(env, dir)).filter((n) => !seen.has(n));
           for (const n of fresh) seen.add(n);
           return { type: 'files', names: fresh };
         },
@@ -57,7 +61,10 @@ export function textFileSource(directory: string, options: TextFileStreamOptions
           if (allocation.type !== 'files') throw new Error(`textFileStream cannot read a ${allocation.type} allocation`);
           const lines: string[] = [];
           for (const name of allocation.names) {
-            const text = await fs.readFile(path.join(dir, name), 'utf8');
+            const file = path.join(dir, name);
+            const text = await fs.readFile(file, 'utf8').catch((error: unknown) => {
+              throw new SourceFailedError(`${env.name}: cannot read ${file}: ${(error as Error).message}`, { cause: error });
+            });
             const fileLines = text.split('\n');
             if (fileLines[fileLines.length - 1] === '') fileLines.pop();
             for (const l of fileLines) lines.push(l.endsWith('\r') ? l.slice(0, -1) : l);
