@@ -7,7 +7,7 @@
  */
 import type { Clock } from '../runtime/clock.ts';
 import { startStopwatch } from '../runtime/clock.ts';
-import { BatchFailedError } from '../runtime/errors.ts';
+import { BatchFailedError, OperatorFailure } from '../runtime/errors.ts';
 import type { GraphNode, OutputOp, StepResult } from '../runtime/graph.ts';
 import { assertNever } from '../runtime/graph.ts';
 import type { Allocation, OpenInput } from '../runtime/input-source.ts';
@@ -34,6 +34,10 @@ export interface BatchInfo {
 
 /** Where the driver reports to. */
 export interface DriverListener {
+  /** A tick's input was allocated and its batch queued. */
+  batchSubmitted?(time: number): void;
+  /** A batch left the queue and began to run. */
+  batchStarted?(time: number, schedulingDelayMs: number): void;
   batchCompleted(info: BatchInfo): void;
   failed(error: Error): void;
 }
@@ -73,6 +77,9 @@ export class Driver {
   readonly #queue: Job[] = [];
   #running = false;
   #failed = false;
+  #abandoned = false;
+  /** Ticks sent to the actor and not yet turned into queued batches. */
+  #pendingTicks = 0;
   #idleWaiters: (() => void)[] = [];
   ref!: ActorRef<DriverMessage>;
 
@@ -99,16 +106,46 @@ export class Driver {
     return this.#states.get(nodeId) ?? [];
   }
 
-  /** Resolves when no batch is queued or running. */
+  /** Generates the batch of `time`: the tick is handled in order with the driver's other messages. */
+  tick(time: number): void {
+    if (this.#abandoned) return;
+    this.#pendingTicks++;
+    dispatch(this.ref, { type: 'driver.tick', time });
+  }
+
+  /**
+   * Resolves when no batch is queued or running and every tick sent so far has been
+   * handled (a graceful stop must not lose a batch whose tick is still in the mailbox),
+   * or at once after a failure.
+   */
   whenIdle(): Promise<void> {
-    if (!this.#running && this.#queue.length === 0) return Promise.resolve();
+    if (this.#isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * Gives up at once, as a killed process would: no queued batch starts, the batch in
+   * flight takes no further step, commits nothing and reports nothing.
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    this.#failed = true;
+    this.#queue.length = 0;
+    this.#wakeIdle();
+  }
+
+  #isIdle(): boolean {
+    return this.#failed || (!this.#running && this.#queue.length === 0 && this.#pendingTicks === 0);
   }
 
   async #handle(msg: DriverMessage): Promise<void> {
     switch (msg.type) {
       case 'driver.tick':
-        await this.#generate(msg.time);
+        try {
+          await this.#generate(msg.time);
+        } finally {
+          this.#pendingTicks--;
+        }
         break;
       case 'driver.batch-done':
         this.#running = false;
@@ -133,6 +170,7 @@ export class Driver {
       return;
     }
     this.#queue.push({ time, allocations });
+    this.#cfg.listener.batchSubmitted?.(time);
   }
 
   #fail(error: Error): void {
@@ -144,29 +182,35 @@ export class Driver {
 
   #maybeRun(): void {
     if (this.#running || this.#failed) {
-      if (this.#failed) this.#wakeIdle();
+      if (this.#isIdle()) this.#wakeIdle();
       return;
     }
     const job = this.#queue.shift();
     if (job === undefined) {
-      this.#wakeIdle();
+      if (this.#isIdle()) this.#wakeIdle();
       return;
     }
     this.#running = true;
     const schedulingDelayMs = Math.max(0, this.#cfg.clock.now() - job.time);
+    this.#cfg.listener.batchStarted?.(job.time, schedulingDelayMs);
     const watch = startStopwatch();
     this.#run(job).then(
       (records) => {
+        if (this.#abandoned) return;
+        // Done first: a listener that throws must not leave the driver running forever.
+        dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
         this.#cfg.listener.batchCompleted({
           time: job.time,
           records,
           schedulingDelayMs,
           processingMs: watch.elapsedMs(),
-          queuedBatches: this.#queue.length,
+          queuedBatches: this.#queue.length + this.#pendingTicks,
         });
-        dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
       },
-      (error: unknown) => dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error }),
+      (error: unknown) => {
+        if (this.#abandoned) return;
+        dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error });
+      },
     );
   }
 
@@ -201,21 +245,30 @@ export class Driver {
         memo.set(node.id, splitIntoPartitions(data, node.partitions));
       }
       for (const node of plan.order) {
+        this.#assertLive();
         current = node.name;
         await this.#compute(node, time, zeroTimeMs, memo, extras, stepped);
       }
       for (const op of plan.outputs) {
         const data = memo.get(op.stream.id);
         if (data === undefined) continue;
+        this.#assertLive();
         current = op.name;
         await this.#output(op, time, data.flat());
       }
+      this.#assertLive();
     } catch (error) {
       for (const ref of stepped) dispatch(ref, { type: 'state.rollback', time });
+      if (error instanceof OperatorFailure) throw new BatchFailedError(error.operator, time, error.cause);
       throw new BatchFailedError(current, time, error);
     }
     for (const ref of stepped) dispatch(ref, { type: 'state.commit', time });
     return records;
+  }
+
+  /** Stops a batch in flight between two steps once the driver was abandoned. */
+  #assertLive(): void {
+    if (this.#abandoned) throw new Error('the driver was abandoned');
   }
 
   #output(op: OutputOp, time: number, records: unknown[]): Promise<null> {

@@ -4,7 +4,7 @@
  */
 
 import type { StepResult } from '../runtime/graph.ts';
-import type { Allocation } from '../runtime/input-source.ts';
+import type { ReceivedBlock } from '../runtime/input-source.ts';
 import type { ActorRef } from './system.ts';
 
 /** A reply: a value, or the error that prevented it. */
@@ -69,7 +69,7 @@ export type OutputMessage = {
 /** Messages to a receiver actor. */
 export type ReceiverMessage =
   | { readonly type: 'receiver.store'; readonly records: readonly unknown[] }
-  | { readonly type: 'receiver.allocate'; readonly replyTo: ActorRef<Reply<Allocation>>; readonly time: number };
+  | { readonly type: 'receiver.cut'; readonly replyTo: ActorRef<Reply<ReceivedBlock | null>>; readonly time: number };
 
 /** Messages to the driver. */
 export type DriverMessage =

@@ -7,7 +7,7 @@
 import type { GraphNode } from '../runtime/graph.ts';
 import { assertNever } from '../runtime/graph.ts';
 import { runChain } from '../runtime/operators/narrow.ts';
-import type { Plan } from '../runtime/plan.ts';
+import { blamingSink, type Plan } from '../runtime/plan.ts';
 import { type Reply, replyOf, type StageMessage } from './messages.ts';
 import { type ActorRef, type ActorSystem, dispatch, spawnActor } from './system.ts';
 
@@ -29,7 +29,7 @@ export function runStageTask(plan: Plan, msg: StageMessage): unknown {
       if (node.kind !== 'shuffle') throw new Error(`node ${node.name} is not a shuffle`);
       const parent = node.parents[msg.parentIndex] as GraphNode;
       const side = node.shuffle.mapSide(msg.parentIndex, msg.partition, node.partitions);
-      runChain(plan.feedOf(parent).ops, msg.input, msg.time, side.sink);
+      runChain(plan.feedOf(parent).ops, msg.input, msg.time, blamingSink(side.sink, node.name));
       return side.finish();
     }
     case 'stage.reduce': {

@@ -97,3 +97,22 @@ export class BatchFailedError extends TributaryError {
     this.batchTime = batchTime;
   }
 }
+
+/**
+ * @internal What a user function of a fused operator threw, with the name of that
+ * operator: a fused pass runs several operators at once, and the driver must name
+ * the one that failed. The driver unwraps it into a {@link BatchFailedError}.
+ */
+export class OperatorFailure extends Error {
+  readonly operator: string;
+  constructor(operator: string, cause: unknown) {
+    super(`${operator} failed`, { cause });
+    this.name = 'OperatorFailure';
+    this.operator = operator;
+  }
+
+  /** `error` tagged with `operator`, unless an operator downstream already tagged it. */
+  static of(operator: string, error: unknown): OperatorFailure {
+    return error instanceof OperatorFailure ? error : new OperatorFailure(operator, error);
+  }
+}

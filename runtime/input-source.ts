@@ -15,7 +15,7 @@ export type Allocation =
   | { readonly type: 'queue'; readonly from: number; readonly to: number }
   | { readonly type: 'sequence'; readonly from: number; readonly to: number }
   | { readonly type: 'files'; readonly names: readonly string[] }
-  | { readonly type: 'blocks'; readonly blocks: readonly ReceivedBlock[] };
+  | { readonly type: 'blocks'; readonly ids: readonly string[] };
 
 /** Records a receiver accepted, cut into a block when a batch is allocated. */
 export interface ReceivedBlock {
@@ -37,12 +37,30 @@ export interface SourceEnv {
   fail(error: Error): void;
   /** Reports records a receiver accepted (listeners' `onRecordsReceived`). */
   received(records: number): void;
+  /** Write-ahead: makes a received block durable before it is allocated (no-op without a checkpoint). */
+  writeBlock(block: ReceivedBlock): Promise<void>;
+  /** What the journal knows of this input when the app resumes from a checkpoint. */
+  readonly recovery?: InputRecovery;
+}
+
+/** A resuming input's journaled past. */
+export interface InputRecovery {
+  /** The input's position as of the checkpoint (see {@link OpenInput.position}). */
+  readonly position: unknown;
+  /** Allocations of the batches after the checkpoint, oldest first (they will be replayed). */
+  readonly allocations: readonly Allocation[];
+  /** Received blocks the journal holds for this input, by id. */
+  readonly blocks: ReadonlyMap<string, readonly unknown[]>;
+  /** Blocks received but not yet allocated when the app stopped: they go into the next batch. */
+  readonly pending: readonly ReceivedBlock[];
 }
 
 /** A running source. */
 export interface OpenInput<T> {
   allocate(timeMs: number): Promise<Allocation>;
   read(allocation: Allocation): Promise<T[]>;
+  /** Where the input stands (queue index, files seen), stored with each checkpoint. */
+  position?(): unknown;
   close(): Promise<void>;
 }
 

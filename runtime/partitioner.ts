@@ -11,15 +11,23 @@ const FNV_PRIME = 0x01000193;
 
 /**
  * The canonical text of a key: equal keys (structurally) give equal text, and the
- * text of different types never collide (each carries a type tag).
+ * text of different keys never collide: each value carries a type tag, and strings
+ * inside arrays and objects are JSON-quoted so that no string can imitate a
+ * separator (`['a,sb']` and `['a', 'b']` are different keys). A top-level string
+ * is its tag and its text, which keeps the hash of the commonest key cheap.
  *
  * @example
  * canonicalKey(['a', 1]) === canonicalKey(['a', 1]) // true
  */
 export function canonicalKey(key: unknown): string {
+  return typeof key === 'string' ? `s${key}` : encodeKey(key);
+}
+
+/** The canonical text of a key nested in an array or object (strings quoted). */
+function encodeKey(key: unknown): string {
   switch (typeof key) {
     case 'string':
-      return `s${key}`;
+      return `s${JSON.stringify(key)}`;
     case 'number':
       return Object.is(key, -0) ? 'n0' : `n${key}`;
     case 'bigint':
@@ -30,15 +38,21 @@ export function canonicalKey(key: unknown): string {
       return 'u';
     case 'object': {
       if (key === null) return 'z';
-      if (Array.isArray(key)) return `[${key.map(canonicalKey).join(',')}]`;
+      if (Array.isArray(key)) return `[${key.map(encodeKey).join(',')}]`;
       if (key instanceof Date) return `d${key.getTime()}`;
+      const proto = Object.getPrototypeOf(key);
+      if (proto !== Object.prototype && proto !== null) {
+        // A Map, Set or class instance has no structural encoding: Object.keys would
+        // see none of a Map's entries, and every Map would be the same key.
+        throw new TypeError(`keys must be primitives, arrays, dates or plain objects, got ${proto?.constructor?.name ?? 'an object'}`);
+      }
       const entries = Object.keys(key as object)
         .sort()
-        .map((k) => `${JSON.stringify(k)}:${canonicalKey((key as Record<string, unknown>)[k])}`);
+        .map((k) => `${JSON.stringify(k)}:${encodeKey((key as Record<string, unknown>)[k])}`);
       return `{${entries.join(',')}}`;
     }
     default:
-      throw new TypeError(`keys must be primitives, arrays or plain objects, got ${typeof key}`);
+      throw new TypeError(`keys must be primitives, arrays, dates or plain objects, got ${typeof key}`);
   }
 }
 
@@ -78,9 +92,13 @@ export function partitionOf(key: unknown, partitions: number): number {
   return stableHash(key) % partitions;
 }
 
-/** True for keys a JS Map already compares by value. */
+/**
+ * True for keys a JS Map already compares by value. Symbols are left out: they have
+ * no canonical encoding, so a KeyMap refuses them as partitionOf does.
+ */
 function isPrimitive(key: unknown): boolean {
-  return key === null || (typeof key !== 'object' && typeof key !== 'function');
+  const type = typeof key;
+  return key === null || (type !== 'object' && type !== 'function' && type !== 'symbol');
 }
 
 /**

@@ -1,13 +1,19 @@
 /**
- * Compiles the operator graph into what the driver runs: which narrow operators
- * fuse into their consumer's pass, and, for every node, the chain of fused
- * operators between it and the nearest materialized ancestor.
+ * Compiles the operator graph into what the driver runs: which nodes an output
+ * needs (the others never run, as in Spark, where output operations drive the
+ * computation), which narrow operators fuse into their consumer's pass, and, for
+ * every node, the chain of fused operators between it and the nearest
+ * materialized ancestor.
  */
-import type { GraphNode, NarrowOp, OutputOp } from './graph.ts';
+import { OperatorFailure } from './errors.ts';
+import type { GraphNode, NarrowOp, OutputOp, Sink } from './graph.ts';
 
 /** A materialized source node and the fused narrow operators applied on top of it. */
 export interface Chain {
   readonly source: GraphNode;
+  /** The fused nodes, in the order their operators run. */
+  readonly nodes: readonly GraphNode[];
+  /** Their operators, each reporting its own node as the origin of an error it raises. */
   readonly ops: readonly NarrowOp[];
 }
 
@@ -15,7 +21,9 @@ export interface Chain {
 export interface Plan {
   /** Nodes the driver computes, in topological order (fused narrow nodes left out). */
   readonly order: readonly GraphNode[];
+  /** Every input: each is read every batch, whether or not an output needs it. */
   readonly inputs: readonly GraphNode[];
+  /** The stateful nodes an output needs. */
   readonly stateful: readonly GraphNode[];
   readonly outputs: readonly OutputOp[];
   readonly byId: ReadonlyMap<number, GraphNode>;
@@ -33,15 +41,18 @@ export interface Plan {
  * const plan = compilePlan(graph.nodes, graph.outputs);
  */
 export function compilePlan(nodes: readonly GraphNode[], outputs: readonly OutputOp[]): Plan {
+  const sorted = [...nodes].sort((a, b) => a.id - b.id);
+  const needed = neededNodes(outputs);
+  const live = sorted.filter((n) => needed.has(n.id) || n.kind === 'input');
   const consumers = new Map<number, { nodes: GraphNode[]; outputs: number }>();
-  for (const n of nodes) consumers.set(n.id, { nodes: [], outputs: 0 });
-  for (const n of nodes) for (const p of n.parents) consumers.get(p.id)?.nodes.push(n);
+  for (const n of live) consumers.set(n.id, { nodes: [], outputs: 0 });
+  for (const n of live) for (const p of n.parents) consumers.get(p.id)?.nodes.push(n);
   for (const o of outputs) {
     const c = consumers.get(o.stream.id);
     if (c) c.outputs++;
   }
   const fused = new Set<number>();
-  for (const n of nodes) {
+  for (const n of live) {
     if (n.kind !== 'narrow') continue;
     const c = consumers.get(n.id);
     const only = c?.nodes[0];
@@ -56,23 +67,73 @@ export function compilePlan(nodes: readonly GraphNode[], outputs: readonly Outpu
     let chain: Chain;
     if (node.kind === 'narrow') {
       const parent = node.parents[0] as GraphNode;
-      const up = fused.has(parent.id) ? chainOf(parent) : { source: parent, ops: [] };
-      chain = { source: up.source, ops: [...up.ops, node.narrow] };
+      const up = fused.has(parent.id) ? chainOf(parent) : { source: parent, nodes: [], ops: [] };
+      chain = { source: up.source, nodes: [...up.nodes, node], ops: [...up.ops, blamingOp(node.narrow, node.name)] };
     } else {
-      chain = { source: node, ops: [] };
+      chain = { source: node, nodes: [], ops: [] };
     }
     chains.set(node.id, chain);
     return chain;
   };
-  const sorted = [...nodes].sort((a, b) => a.id - b.id);
   return {
-    order: sorted.filter((n) => !fused.has(n.id)),
+    order: live.filter((n) => !fused.has(n.id)),
     inputs: sorted.filter((n) => n.kind === 'input'),
-    stateful: sorted.filter((n) => n.kind === 'stateful'),
+    stateful: live.filter((n) => n.kind === 'stateful'),
     outputs,
     byId: new Map(sorted.map((n) => [n.id, n])),
     chainOf,
-    feedOf: (node) => (fused.has(node.id) ? chainOf(node) : { source: node, ops: [] }),
+    feedOf: (node) => (fused.has(node.id) ? chainOf(node) : { source: node, nodes: [], ops: [] }),
+  };
+}
+
+/** The ids of every node some output depends on. */
+function neededNodes(outputs: readonly OutputOp[]): Set<number> {
+  const needed = new Set<number>();
+  const stack: GraphNode[] = outputs.map((o) => o.stream);
+  while (stack.length > 0) {
+    const node = stack.pop() as GraphNode;
+    if (needed.has(node.id)) continue;
+    needed.add(node.id);
+    stack.push(...node.parents);
+  }
+  return needed;
+}
+
+/**
+ * Tags what a fused operator throws with the operator's name. Operators of a chain
+ * call each other, so the innermost tag wins: an error raised downstream passes
+ * through upstream operators already tagged.
+ */
+function blamingOp(op: NarrowOp, name: string): NarrowOp {
+  if (op.type === 'partition') {
+    return {
+      type: 'partition',
+      apply: (records, time) => {
+        try {
+          return op.apply(records, time);
+        } catch (error) {
+          throw OperatorFailure.of(name, error);
+        }
+      },
+    };
+  }
+  return { type: 'record', wire: (next) => blamingSink(op.wire(next), name) };
+}
+
+/**
+ * A sink that tags what it throws with `name` (the consumer at the end of a chain,
+ * such as a shuffle's map-side combiner, blames itself this way).
+ *
+ * @example
+ * runChain(chain.ops, input, time, blamingSink(side.sink, node.name));
+ */
+export function blamingSink(sink: Sink<unknown>, name: string): Sink<unknown> {
+  return (record) => {
+    try {
+      sink(record);
+    } catch (error) {
+      throw OperatorFailure.of(name, error);
+    }
   };
 }
 

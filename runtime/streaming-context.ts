@@ -8,7 +8,7 @@ import { type QueueStreamOptions, queueSource } from '../actors/receivers/queue.
 import { type Receiver, receiverSource } from '../actors/receivers/receiver.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../actors/receivers/text-file.ts';
-import { type ActorRef, type ActorSystem, dispatch, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
+import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
 import { type CancelTimer, type Clock, SystemClock } from './clock.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
 import { checkDuration } from './durations.ts';
@@ -40,6 +40,10 @@ export interface StreamingContextConfig {
 
 /** Callbacks about the running app (Spark's StreamingListener). */
 export interface StreamingListener {
+  /** A batch was generated (its input allocated) and queued to run. */
+  onBatchSubmitted?(info: { readonly time: number }): void;
+  /** A batch left the queue and began to run, `schedulingDelayMs` after its time. */
+  onBatchStarted?(info: { readonly time: number; readonly schedulingDelayMs: number }): void;
   onBatchCompleted?(info: BatchInfo): void;
   /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
@@ -195,6 +199,9 @@ export class StreamingContext {
     } catch (error) {
       await this.#shutdown();
       this.#lifecycle = 'stopped';
+      // The context ends here: awaitTermination() must not wait for a start that failed.
+      this.#error = error as Error;
+      this.#terminate.reject(this.#error);
       throw error;
     }
     this.#driver = new Driver(root, {
@@ -205,6 +212,8 @@ export class StreamingContext {
       taskTimeoutMs: this.#config.taskTimeoutMs ?? 600_000,
       inputs: this.#inputs,
       listener: {
+        batchSubmitted: (time) => this.#notify((l) => l.onBatchSubmitted?.({ time })),
+        batchStarted: (time, schedulingDelayMs) => this.#notify((l) => l.onBatchStarted?.({ time, schedulingDelayMs })),
         batchCompleted: (info) => this.#batchCompleted(info),
         failed: (error) => void this.#fail(error),
       },
@@ -250,6 +259,7 @@ export class StreamingContext {
     if (this.#lifecycle === 'stopped') return;
     this.#lifecycle = 'stopped';
     this.#cancelTimer?.();
+    this.#driver?.abandon();
     void this.#shutdown();
     this.#rejectWaiters(new InvalidStateError('the context crashed'));
     this.#terminate.resolve();
@@ -295,6 +305,7 @@ export class StreamingContext {
       batchDurationMs: this.batchDurationMs,
       zeroTimeMs: this.#zeroTimeMs,
       fail: (error: Error) => void this.#fail(error),
+      writeBlock: async () => {},
       received: (records: number) => {
         for (const l of this.#listeners) l.onRecordsReceived?.({ stream: node.name, records });
       },
@@ -305,7 +316,7 @@ export class StreamingContext {
     this.#cancelTimer = this.clock.setTimer(atMs, () => {
       if (this.#lifecycle !== 'active' || this.#driver === undefined) return;
       this.#lastTickMs = atMs;
-      dispatch(this.#driver.ref, { type: 'driver.tick', time: atMs });
+      this.#driver.tick(atMs);
       this.#armTimer(atMs + this.batchDurationMs);
     });
   }
@@ -319,14 +330,19 @@ export class StreamingContext {
     this.#completedMs = info.time;
     const due = this.#waiters.filter((w) => w.time <= info.time);
     this.#waiters = this.#waiters.filter((w) => w.time > info.time);
+    this.#notify((l) => l.onBatchCompleted?.(info));
+    for (const w of due) w.resolve();
+  }
+
+  /** Calls every listener; one that throws is logged and does not stop the others. */
+  #notify(call: (listener: StreamingListener) => void): void {
     for (const l of this.#listeners) {
       try {
-        l.onBatchCompleted?.(info);
+        call(l);
       } catch (error) {
         this.logger.error({ err: error }, 'a streaming listener threw');
       }
     }
-    for (const w of due) w.resolve();
   }
 
   #rejectWaiters(error: Error): void {

@@ -3,7 +3,7 @@
  * The allocation records queue indexes, so a factory that recreates the same array
  * replays the same batches.
  */
-import type { Allocation, InputSource, OpenInput } from '../../runtime/input-source.ts';
+import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
 
 /** Options of queueStream. */
 export interface QueueStreamOptions<T> {
@@ -24,9 +24,12 @@ export function queueSource<T>(queue: readonly (readonly T[])[], options: QueueS
   return {
     kind: 'queue',
     params: { oneAtATime },
-    async open(): Promise<OpenInput<T>> {
-      let next = 0;
+    async open(env: SourceEnv): Promise<OpenInput<T>> {
+      // Resuming: the queue is the factory's same array; skip what earlier batches took.
+      let next = typeof env.recovery?.position === 'number' ? env.recovery.position : 0;
+      for (const a of env.recovery?.allocations ?? []) if (a.type === 'queue') next = Math.max(next, a.to);
       return {
+        position: () => next,
         async allocate(): Promise<Allocation> {
           const available = queue.length - next;
           if (available <= 0) return { type: 'queue', from: next, to: next };

@@ -4,7 +4,7 @@
  */
 import { InvalidConfigError, SourceFailedError } from '../../runtime/errors.ts';
 import { assertNever } from '../../runtime/graph.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/input-source.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
 import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
@@ -125,9 +125,12 @@ interface Buffer {
   blocks: number;
 }
 
+let blockSeq = 0;
+
 /**
- * The input source of a receiver: an actor collects what it stores; each batch takes
- * everything collected so far as one block.
+ * The input source of a receiver: an actor collects what it stores; each batch cuts
+ * everything collected so far into a block, which is written ahead (journaled when
+ * the app checkpoints) before the batch may use it.
  *
  * @example
  * receiverSource(new Ticks())
@@ -146,18 +149,20 @@ export function receiverSource<T>(
       // Each receiverStream() call makes its own source, so the instance itself is checked too.
       if (used || !receiver.isStopped()) throw new InvalidConfigError(`${env.name}: a receiver instance can feed only one stream`);
       used = true;
+      const blocks = new Map<string, readonly unknown[]>(env.recovery?.blocks ?? []);
+      let pending: ReceivedBlock[] = [...(env.recovery?.pending ?? [])];
       const ref = spawnActor<Buffer, ReceiverMessage>(env.parent, actorName(env.name), { records: [], blocks: 0 }, (buf, msg) => {
         switch (msg.type) {
           case 'receiver.store':
             for (const r of msg.records) buf.records.push(r);
             env.received(msg.records.length);
             return buf;
-          case 'receiver.allocate': {
+          case 'receiver.cut': {
             const records = buf.records;
-            const blocks = records.length === 0 ? [] : [{ id: `${env.name}-${msg.time}-${buf.blocks}`, records }];
-            dispatch(msg.replyTo, { ok: true, value: { type: 'blocks', blocks } });
+            const block = records.length === 0 ? null : { id: `${env.name}-${msg.time}-${process.pid}-${++blockSeq}`, records };
+            dispatch(msg.replyTo, { ok: true, value: block });
             receiver.drained(records.length);
-            return { records: [], blocks: buf.blocks + blocks.length };
+            return { records: [], blocks: buf.blocks + (block ? 1 : 0) };
           }
           default:
             return assertNever(msg);
@@ -165,11 +170,31 @@ export function receiverSource<T>(
       });
       await receiver.attach({ ref, env });
       return {
-        allocate: (time) =>
-          ask<ReceiverMessage, Reply<Allocation>>(ref, (replyTo) => ({ type: 'receiver.allocate', replyTo, time }), 60_000).then(unwrap),
+        async allocate(time) {
+          const cut = await ask<ReceiverMessage, Reply<ReceivedBlock | null>>(
+            ref,
+            (replyTo) => ({ type: 'receiver.cut', replyTo, time }),
+            60_000,
+          ).then(unwrap);
+          const ready = pending;
+          pending = [];
+          if (cut !== null) {
+            await env.writeBlock(cut);
+            ready.push(cut);
+          }
+          for (const b of ready) blocks.set(b.id, b.records);
+          return { type: 'blocks', ids: ready.map((b) => b.id) };
+        },
         async read(allocation) {
           if (allocation.type !== 'blocks') throw new Error(`${env.name} cannot read a ${allocation.type} allocation`);
-          return allocation.blocks.flatMap((b) => b.records) as T[];
+          const out: T[] = [];
+          for (const id of allocation.ids) {
+            const records = blocks.get(id);
+            if (records === undefined) throw new Error(`${env.name}: received block ${id} is missing from the write-ahead log`);
+            blocks.delete(id);
+            for (const r of records) out.push(r as T);
+          }
+          return out;
         },
         close: () => receiver.detach(),
       };

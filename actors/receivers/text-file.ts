@@ -50,8 +50,20 @@ export function textFileSource(directory: string, options: TextFileStreamOptions
     kind: 'text-file',
     params: { directory: dir },
     async open(env: SourceEnv): Promise<OpenInput<string>> {
-      const seen = new Set(options.includeExisting ? [] : await listFilesOrFail(env, dir));
+      const recovery = env.recovery;
+      // Resuming: the files of earlier batches are seen; files added meanwhile are new.
+      const seen = new Set<string>(
+        recovery
+          ? [
+              ...(Array.isArray(recovery.position) ? (recovery.position as string[]) : []),
+              ...recovery.allocations.flatMap((a) => (a.type === 'files' ? a.names : [])),
+            ]
+          : options.includeExisting
+            ? []
+            : await listFilesOrFail(env, dir),
+      );
       return {
+        position: () => [...seen],
         async allocate(): Promise<Allocation> {
           const fresh = (await listFilesOrFail(env, dir)).filter((n) => !seen.has(n));
           for (const n of fresh) seen.add(n);

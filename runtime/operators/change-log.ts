@@ -34,14 +34,14 @@ export class ChangeLog<K> {
    * The snapshot of the committed state: all of `entries` when `full`, else the
    * changed keys' current values and the removed keys. Starts a new log.
    */
-  capture<V>(full: boolean, valueOf: (key: K) => V, entries: () => [K, V][], meta: unknown): SnapshotData {
+  capture<V>(full: boolean, valueFor: (key: K) => V, entries: () => [K, V][], meta: unknown): SnapshotData {
     const changed = this.#changed;
     const removed = this.#removed;
     this.#changed = new KeyMap();
     this.#removed = new KeyMap();
     if (full) return { kind: 'full', entries: entries(), removed: [], meta };
     const delta: [K, V][] = [];
-    for (const k of changed.keys()) delta.push([k, valueOf(k)]);
+    for (const k of changed.keys()) delta.push([k, valueFor(k)]);
     return { kind: 'delta', entries: delta, removed: [...removed.keys()], meta };
   }
 }

@@ -1,0 +1,259 @@
+/**
+ * The driver's bookkeeper for fault tolerance: journals allocations, received
+ * blocks and completions through one serial queue (so the journal's order is the
+ * order of calls), writes state snapshots, journals `checkpoint.completed` only
+ * after every snapshot is stored (the commit point), then rolls the journal and
+ * deletes what the retained checkpoints no longer need.
+ */
+import type { FingerprintEntry, JournalEvent, SnapshotRef } from '../journal/events.ts';
+import type { Journal } from '../journal/journal.ts';
+import type { Allocation, ReceivedBlock } from '../runtime/input-source.ts';
+import type { Logger } from '../runtime/logger.ts';
+import type { SnapshotData } from '../snapshots/snapshot-data.ts';
+import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
+
+type Started = Extract<JournalEvent, { type: 'context.started' }>;
+type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
+type Allocated = Extract<JournalEvent, { type: 'batch.allocated' }>;
+type Block = Extract<JournalEvent, { type: 'receiver.block' }>;
+
+/** The ids of the received blocks an allocation uses. */
+export function blockIdsOf(inputs: Readonly<Record<string, Allocation>>): string[] {
+  const ids: string[] = [];
+  for (const a of Object.values(inputs)) if (a.type === 'blocks') ids.push(...a.ids);
+  return ids;
+}
+
+/** Limits and intervals of checkpointing. */
+export interface CheckpointSettings {
+  /** Time between checkpoints (a multiple of the batch duration). */
+  readonly intervalMs: number;
+  /** Every n-th checkpoint of a partition is full, the others are deltas. */
+  readonly fullEvery: number;
+  /** Completed checkpoints kept (older snapshots and journal segments are deleted). */
+  readonly keepCheckpoints: number;
+}
+
+/** One state partition's captured snapshot, ready to be written. */
+export interface CapturedState {
+  readonly operator: string;
+  readonly partition: number;
+  readonly data: SnapshotData;
+}
+
+/** Numbers about one checkpoint (for logs and benchmarks). */
+export interface CheckpointStats {
+  readonly time: number;
+  readonly snapshotBytes: number;
+  readonly entries: number;
+  readonly writeMs: number;
+}
+
+/**
+ * Journals and checkpoints for one running context.
+ *
+ * @example
+ * const keeper = new Checkpointer(journal, store, settings, logger, started, undefined);
+ * await keeper.begin();
+ */
+export class Checkpointer {
+  readonly #journal: Journal;
+  readonly #store: SnapshotStore;
+  readonly #settings: CheckpointSettings;
+  readonly #logger: Logger;
+  readonly #started: Started;
+  #queue: Promise<unknown> = Promise.resolve();
+  #checkpoints: Checkpoint[] = [];
+  #allocations = new Map<number, Allocated>();
+  #completed = new Set<number>();
+  #blocks = new Map<string, Block>();
+  /** Batch time each journaled block was allocated to. */
+  #blockAllocatedAt = new Map<string, number>();
+  /** Snapshot chain (times, oldest first) of each `operator/partition`. */
+  #chains = new Map<string, number[]>();
+  #sinceFull = new Map<string, number>();
+  #forceFull = false;
+  #failed: Error | undefined;
+
+  constructor(
+    journal: Journal,
+    store: SnapshotStore,
+    settings: CheckpointSettings,
+    logger: Logger,
+    started: Started,
+    resumedFrom: Checkpoint | undefined,
+  ) {
+    this.#journal = journal;
+    this.#store = store;
+    this.#settings = settings;
+    this.#logger = logger;
+    this.#started = started;
+    if (resumedFrom) {
+      this.#checkpoints.push(resumedFrom);
+      for (const ref of resumedFrom.snapshots) {
+        this.#chains.set(`${ref.operator}/${ref.partition}`, [...ref.chain]);
+        this.#sinceFull.set(`${ref.operator}/${ref.partition}`, ref.chain.length - 1);
+      }
+    }
+  }
+
+  get intervalMs(): number {
+    return this.#settings.intervalMs;
+  }
+
+  /** The newest completed checkpoint time, if any. */
+  get lastCheckpointTime(): number | undefined {
+    return this.#checkpoints[this.#checkpoints.length - 1]?.time;
+  }
+
+  /** Journals the context's start (configuration and graph). */
+  begin(): Promise<void> {
+    return this.#serial(() => this.#journal.append(this.#started));
+  }
+
+  /** Re-registers facts recovered from the journal so the next segment head repeats them. */
+  remember(allocated: readonly Allocated[], completed: readonly number[], blocks: readonly Block[]): void {
+    for (const a of allocated) {
+      this.#allocations.set(a.time, a);
+      for (const id of blockIdsOf(a.inputs)) this.#blockAllocatedAt.set(id, a.time);
+    }
+    for (const t of completed) this.#completed.add(t);
+    for (const b of blocks) this.#blocks.set(b.block.id, b);
+  }
+
+  /** Write-ahead: journals a received block before any batch may use it. */
+  blockReceived(stream: string, block: ReceivedBlock): Promise<void> {
+    const event: Block = { v: 1, type: 'receiver.block', stream, block };
+    this.#blocks.set(block.id, event);
+    return this.#serial(() => this.#journal.append(event));
+  }
+
+  /** Journals a batch's input allocation (before the batch runs). */
+  allocated(time: number, inputs: Record<string, Allocation>): Promise<void> {
+    const event: Allocated = { v: 1, type: 'batch.allocated', time, inputs };
+    this.#allocations.set(time, event);
+    for (const id of blockIdsOf(inputs)) this.#blockAllocatedAt.set(id, time);
+    return this.#serial(() => this.#journal.append(event));
+  }
+
+  /** Journals that every output of a batch finished. */
+  completed(time: number): Promise<void> {
+    this.#completed.add(time);
+    return this.#serial(() => this.#journal.append({ v: 1, type: 'batch.completed', time }));
+  }
+
+  /** True when a checkpoint is due after the batch at `time`. */
+  isCheckpointTime(time: number): boolean {
+    return (time - this.#started.zeroTimeMs) % this.#settings.intervalMs === 0;
+  }
+
+  /** Whether the next snapshot of `operator/partition` must be full. */
+  wantsFull(operator: string, partition: number): boolean {
+    const key = `${operator}/${partition}`;
+    const since = this.#sinceFull.get(key);
+    return this.#forceFull || since === undefined || since + 1 >= this.#settings.fullEvery;
+  }
+
+  /**
+   * Stores the captured states of batch `time`, then commits the checkpoint in the
+   * journal, rolls it and applies retention. Failures are logged and make the next
+   * checkpoint full; the app keeps running.
+   */
+  checkpoint(time: number, captured: readonly CapturedState[], positions: Record<string, unknown>): Promise<CheckpointStats | undefined> {
+    const started = performance.now();
+    return this.#serial(async () => {
+      if (this.#failed) throw this.#failed;
+      let bytes = 0;
+      let entries = 0;
+      try {
+        const refs: SnapshotRef[] = [];
+        for (const c of captured) {
+          const key = `${c.operator}/${c.partition}`;
+          const size = await this.#store.write({ operator: c.operator, partition: c.partition, time }, c.data);
+          bytes += size;
+          entries += c.data.entries.length;
+          const chain = c.data.kind === 'full' ? [time] : [...(this.#chains.get(key) ?? []), time];
+          refs.push({ operator: c.operator, partition: c.partition, time, kind: c.data.kind, chain, bytes: size });
+        }
+        const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
+        await this.#journal.append(event);
+        await this.#journal.sync();
+        for (const ref of refs) {
+          const key = `${ref.operator}/${ref.partition}`;
+          this.#chains.set(key, [...ref.chain]);
+          this.#sinceFull.set(key, ref.kind === 'full' ? 0 : (this.#sinceFull.get(key) ?? 0) + 1);
+        }
+        this.#forceFull = false;
+        this.#checkpoints.push(event);
+        await this.#retain(event);
+      } catch (error) {
+        if ((error as { code?: string }).code === 'FENCED') {
+          this.#failed = error as Error;
+          throw error;
+        }
+        this.#forceFull = true;
+        this.#logger.error({ err: error, time }, 'checkpoint failed; the next one will be full');
+        return undefined;
+      }
+      return { time, snapshotBytes: bytes, entries, writeMs: performance.now() - started };
+    });
+  }
+
+  /** Journals a graceful stop and makes everything durable. */
+  stopped(time: number): Promise<void> {
+    return this.#serial(async () => {
+      await this.#journal.append({ v: 1, type: 'context.stopped', time });
+      await this.#journal.sync();
+    });
+  }
+
+  /** Resolves when everything queued so far is written. */
+  drain(): Promise<void> {
+    return this.#queue.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  async #retain(latest: Checkpoint): Promise<void> {
+    const keep = this.#checkpoints.slice(-this.#settings.keepCheckpoints);
+    this.#checkpoints = keep;
+    // Batches up to the checkpoint are in its snapshots: their facts are no longer needed.
+    for (const t of [...this.#allocations.keys()]) if (t <= latest.time) this.#allocations.delete(t);
+    for (const t of [...this.#completed]) if (t <= latest.time) this.#completed.delete(t);
+    for (const [id, at] of this.#blockAllocatedAt) {
+      if (at > latest.time) continue;
+      this.#blocks.delete(id);
+      this.#blockAllocatedAt.delete(id);
+    }
+    const head: JournalEvent[] = [
+      this.#started,
+      ...keep,
+      ...[...this.#allocations.values()].sort((a, b) => a.time - b.time),
+      ...[...this.#completed].sort((a, b) => a - b).map((time) => ({ v: 1 as const, type: 'batch.completed' as const, time })),
+      ...this.#blocks.values(),
+    ];
+    await this.#journal.roll(head, this.#settings.keepCheckpoints);
+    const keepTimes = new Set<string>();
+    for (const cp of keep)
+      for (const ref of cp.snapshots) for (const t of ref.chain) keepTimes.add(`${ref.operator}/${ref.partition}/${t}`);
+    await this.#store.retain((k) => keepTimes.has(`${k.operator}/${k.partition}/${k.time}`) || k.time > latest.time);
+  }
+
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(work, work);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The configuration event this keeper journals. */
+  static startedEvent(
+    appName: string,
+    batchDurationMs: number,
+    zeroTimeMs: number,
+    epoch: number,
+    graph: readonly FingerprintEntry[],
+  ): Started {
+    return { v: 1, type: 'context.started', appName, batchDurationMs, zeroTimeMs, epoch, graph };
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The journal: an append-only log of metadata events with one writer at a time.
+ * Implemented by the file journal (embedded default) and, later, JetStream.
+ */
+import type { JournalEvent } from './events.ts';
+
+/** What opening a journal found. */
+export interface JournalContents {
+  /** The writer's epoch: one more than the previous writer's. */
+  readonly epoch: number;
+  /** Every retained event, oldest first (segment heads repeat earlier facts). */
+  readonly events: readonly JournalEvent[];
+}
+
+/**
+ * An append-only, fenced event log.
+ *
+ * @example
+ * const contents = await journal.open();
+ * await journal.append({ v: 1, type: 'batch.completed', time: 1000 });
+ * await journal.sync();
+ */
+export interface Journal {
+  /** Takes the writer lock (FENCED if another live driver holds it) and reads the log. */
+  open(): Promise<JournalContents>;
+  /** Appends one event (validated first); written through, not yet fsynced. */
+  append(event: JournalEvent): Promise<void>;
+  /** Makes every appended event durable (a commit point); FENCED once another driver took over. */
+  sync(): Promise<void>;
+  /**
+   * Starts a new segment beginning with `head` (the facts a reader needs from the
+   * older segments) and deletes all but the newest `keepSegments` (at least 1)
+   * segments; FENCED once another driver took over.
+   */
+  roll(head: readonly JournalEvent[], keepSegments: number): Promise<void>;
+  /** Bytes the journal occupies. */
+  sizeBytes(): Promise<number>;
+  /** Releases the writer lock. */
+  close(): Promise<void>;
+  /** Stops using the journal without a goodbye, as a killed process would (tests). */
+  abandon(): void;
+}

@@ -1,0 +1,116 @@
+/**
+ * Stable operator keys and the graph fingerprint a checkpoint is checked against.
+ *
+ * A key is the operator's uid when it has one, else its operator name and the keys
+ * of its parents, hashed: it does not depend on creation order, so adding an
+ * operator with a uid elsewhere leaves every other key unchanged.
+ */
+import type { FingerprintEntry } from '../journal/events.ts';
+import type { GraphNode, OutputOp } from './graph.ts';
+import { stableHash } from './partitioner.ts';
+
+/**
+ * Keys for every node and output, in id order.
+ *
+ * @example
+ * const keys = stableKeys(graph.nodes, graph.outputs);
+ */
+export function stableKeys(nodes: readonly GraphNode[], outputs: readonly OutputOp[]): Map<number, string> {
+  const keys = new Map<number, string>();
+  const used = new Map<string, number>();
+  const unique = (base: string): string => {
+    const n = used.get(base) ?? 0;
+    used.set(base, n + 1);
+    return n === 0 ? base : `${base}.${n}`;
+  };
+  const sorted = [...nodes].sort((a, b) => a.id - b.id);
+  for (const node of sorted) {
+    if (node.uid !== undefined) {
+      keys.set(node.id, node.uid);
+      continue;
+    }
+    const shape = `${node.operator}(${node.parents.map((p) => keys.get(p.id)).join(',')})`;
+    keys.set(node.id, unique(`${node.operator}-${stableHash(shape).toString(16).padStart(8, '0')}`));
+  }
+  for (const op of outputs) {
+    const base = op.name.split('#')[0] ?? 'output';
+    keys.set(
+      op.id,
+      unique(
+        `${base}-${stableHash(`${base}(${keys.get(op.stream.id)})`)
+          .toString(16)
+          .padStart(8, '0')}`,
+      ),
+    );
+  }
+  return keys;
+}
+
+/**
+ * The fingerprint of a graph: what must match for a checkpoint to be reusable.
+ *
+ * @example
+ * const fp = fingerprintOf(graph.nodes, graph.outputs, keys);
+ */
+export function fingerprintOf(
+  nodes: readonly GraphNode[],
+  outputs: readonly OutputOp[],
+  keys: ReadonlyMap<number, string>,
+): FingerprintEntry[] {
+  const entries: FingerprintEntry[] = nodes.map((n) => ({
+    key: keys.get(n.id) as string,
+    operator: n.operator,
+    uid: n.uid ?? null,
+    slideMs: n.slideMs,
+    partitions: n.partitions,
+    params: n.params,
+  }));
+  for (const op of outputs) {
+    entries.push({
+      key: keys.get(op.id) as string,
+      operator: op.name.split('#')[0] ?? 'output',
+      // An output has no uid of its own and no state: it comes and goes with a uid'd
+      // stream, else adding a uid'd operator with an output would always be refused.
+      uid: op.stream.uid ?? null,
+      slideMs: op.stream.slideMs,
+      partitions: 0,
+      params: {},
+    });
+  }
+  return entries;
+}
+
+function describe(e: FingerprintEntry): string {
+  // Sorted: the order parameters were given in (or decoded in) is not a difference.
+  const params = Object.entries(e.params)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+  return `${e.uid ? `uid "${e.uid}" ` : ''}${e.operator} (slide ${e.slideMs} ms, ${e.partitions} partitions${params ? `, ${params}` : ''})`;
+}
+
+/**
+ * The differences that make `current` unable to resume from `journaled`; empty
+ * when compatible. Operators with a uid may appear or disappear; all others must
+ * match exactly.
+ *
+ * @example
+ * compareFingerprints(old, now) // ['removed: reduceByKey (slide 1000 ms, ...)']
+ */
+export function compareFingerprints(journaled: readonly FingerprintEntry[], current: readonly FingerprintEntry[]): string[] {
+  const before = new Map(journaled.map((e) => [e.key, e]));
+  const after = new Map(current.map((e) => [e.key, e]));
+  const out: string[] = [];
+  for (const [key, e] of before) {
+    const now = after.get(key);
+    if (now === undefined) {
+      if (e.uid === null) out.push(`removed: ${describe(e)}`);
+      continue;
+    }
+    if (describe(now) !== describe(e)) out.push(`changed: ${describe(e)} -> ${describe(now)}`);
+  }
+  for (const [key, e] of after) {
+    if (!before.has(key) && e.uid === null) out.push(`added: ${describe(e)}`);
+  }
+  return out;
+}

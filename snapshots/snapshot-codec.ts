@@ -1,0 +1,137 @@
+/**
+ * Snapshot files as frames: a header, chunks of entries (so encoding yields to the
+ * event loop between chunks instead of blocking it for a whole large state), and
+ * an end frame that proves the file is complete.
+ */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { decodeValue, encodeFrame, encodeValue } from '../journal/codec.ts';
+import { CorruptCheckpointError } from '../journal/errors.ts';
+import type { SnapshotData } from './snapshot-data.ts';
+
+/** Entries per chunk frame: ~10-20 ms of cbor-x work for string->number entries. */
+export const SNAPSHOT_CHUNK_ENTRIES = 20_000;
+
+/** Identifies one snapshot file. */
+export interface SnapshotKey {
+  readonly operator: string;
+  readonly partition: number;
+  readonly time: number;
+}
+
+type Frame =
+  | { v: 1; part: 'header'; operator: string; partition: number; time: number; kind: 'full' | 'delta' }
+  | { v: 1; part: 'meta'; meta: unknown }
+  | { v: 1; part: 'entries'; entries: (readonly [unknown, unknown])[] }
+  | { v: 1; part: 'removed'; keys: unknown[] }
+  | { v: 1; part: 'end'; frames: number; entries: number; removed: number };
+
+function describeKey(key: SnapshotKey): string {
+  return `${key.operator}/${key.partition}/${key.time}`;
+}
+
+function isEntry(e: unknown): boolean {
+  return Array.isArray(e) && e.length === 2;
+}
+
+/** Checks what a snapshot's frames are made of before writing any (a programmer error). */
+function assertWritable(key: SnapshotKey, data: SnapshotData): void {
+  const ok =
+    typeof key.operator === 'string' &&
+    key.operator.length > 0 &&
+    Number.isSafeInteger(key.partition) &&
+    key.partition >= 0 &&
+    Number.isSafeInteger(key.time) &&
+    key.time >= 0 &&
+    (data.kind === 'full' || data.kind === 'delta') &&
+    Array.isArray(data.entries) &&
+    Array.isArray(data.removed);
+  if (!ok) throw new Error(`refusing to write snapshot ${describeKey(key)}: bad key, kind, entries or removed`);
+}
+
+/**
+ * The frames of a snapshot, yielding to the event loop between chunks.
+ *
+ * @example
+ * for await (const frame of encodeSnapshot(key, data)) await handle.write(frame);
+ */
+export async function* encodeSnapshot(key: SnapshotKey, data: SnapshotData): AsyncGenerator<Buffer> {
+  assertWritable(key, data);
+  let frames = 0;
+  const frame = (f: Frame) => {
+    frames++;
+    return encodeFrame(encodeValue(f));
+  };
+  yield frame({ v: 1, part: 'header', operator: key.operator, partition: key.partition, time: key.time, kind: data.kind });
+  yield frame({ v: 1, part: 'meta', meta: data.meta });
+  for (let i = 0; i < data.entries.length; i += SNAPSHOT_CHUNK_ENTRIES) {
+    const entries = data.entries.slice(i, i + SNAPSHOT_CHUNK_ENTRIES);
+    const bad = entries.findIndex((e) => !isEntry(e));
+    if (bad >= 0) throw new Error(`refusing to write snapshot ${describeKey(key)}: entry ${i + bad} is not a [key, value] pair`);
+    yield frame({ v: 1, part: 'entries', entries });
+    await yieldToLoop();
+  }
+  for (let i = 0; i < data.removed.length; i += SNAPSHOT_CHUNK_ENTRIES) {
+    yield frame({ v: 1, part: 'removed', keys: data.removed.slice(i, i + SNAPSHOT_CHUNK_ENTRIES) as unknown[] });
+    await yieldToLoop();
+  }
+  yield encodeFrame(encodeValue({ v: 1, part: 'end', frames: frames + 1, entries: data.entries.length, removed: data.removed.length }));
+}
+
+/**
+ * Rebuilds a snapshot from its frames' payloads, checking that it is the one asked
+ * for and that it is complete.
+ *
+ * @example
+ * const data = await decodeSnapshot(key, payloads, 'snapshots/wc/0/10000.cbor');
+ */
+export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8Array[], where: string): Promise<SnapshotData> {
+  const bad = (why: string, cause?: unknown) => new CorruptCheckpointError(`snapshot ${where}: ${why}`, { cause });
+  let kind: 'full' | 'delta' | undefined;
+  let meta: unknown;
+  const entries: (readonly [unknown, unknown])[] = [];
+  const removed: unknown[] = [];
+  let ended = false;
+  for (const [i, payload] of payloads.entries()) {
+    let f: Frame;
+    try {
+      f = decodeValue(payload) as Frame;
+    } catch (error) {
+      throw bad(`frame ${i} does not decode`, error);
+    }
+    if (f === null || typeof f !== 'object' || f.v !== 1) throw bad(`frame ${i} has an unknown format`);
+    if (ended) throw bad('frames after the end frame');
+    switch (f.part) {
+      case 'header':
+        if (i !== 0 || f.operator !== key.operator || f.partition !== key.partition || f.time !== key.time) {
+          throw bad(`header names ${f.operator}/${f.partition}/${f.time}`);
+        }
+        if (f.kind !== 'full' && f.kind !== 'delta') throw bad(`header has an unknown kind ${JSON.stringify(f.kind)}`);
+        kind = f.kind;
+        break;
+      case 'meta':
+        if (i !== 1) throw bad(`meta frame at ${i} instead of 1`);
+        meta = f.meta;
+        break;
+      case 'entries':
+        if (!Array.isArray(f.entries) || !f.entries.every(isEntry)) throw bad(`frame ${i} holds malformed entries`);
+        for (const e of f.entries) entries.push(e);
+        break;
+      case 'removed':
+        if (!Array.isArray(f.keys)) throw bad(`frame ${i} holds malformed removed keys`);
+        for (const k of f.keys) removed.push(k);
+        break;
+      case 'end':
+        if (f.frames !== payloads.length || f.entries !== entries.length || f.removed !== removed.length) {
+          throw bad('end frame does not match the content');
+        }
+        ended = true;
+        break;
+      default:
+        throw bad(`frame ${i} has an unknown part`);
+    }
+    // One chunk's decoding at a time: restoring a large state must not block the loop either.
+    if (f.part === 'entries' || f.part === 'removed') await yieldToLoop();
+  }
+  if (kind === undefined || !ended) throw bad('incomplete (no header or no end frame)');
+  return { kind, entries, removed, meta };
+}
