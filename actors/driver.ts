@@ -8,10 +8,12 @@
 import type { Clock } from '../runtime/clock.ts';
 import { startStopwatch } from '../runtime/clock.ts';
 import { BatchFailedError, OperatorFailure } from '../runtime/errors.ts';
-import type { GraphNode, OutputOp, StepResult } from '../runtime/graph.ts';
+import type { GraphNode, OutputOp, PartitionState, StepResult } from '../runtime/graph.ts';
 import { assertNever } from '../runtime/graph.ts';
 import type { Allocation, OpenInput } from '../runtime/input-source.ts';
 import { isActive, type Plan } from '../runtime/plan.ts';
+import type { SnapshotData } from '../snapshots/snapshot-data.ts';
+import type { CapturedState, Checkpointer, CheckpointStats } from './checkpointer.ts';
 import type { DriverMessage, OutputMessage, Reply, StageMessage, StateMessage } from './messages.ts';
 import { unwrap } from './messages.ts';
 import { spawnOutput } from './output.ts';
@@ -39,7 +41,17 @@ export interface DriverListener {
   /** A batch left the queue and began to run. */
   batchStarted?(time: number, schedulingDelayMs: number): void;
   batchCompleted(info: BatchInfo): void;
+  /** A checkpoint was committed to the journal. */
+  checkpointCompleted?(stats: CheckpointStats): void;
   failed(error: Error): void;
+}
+
+/** A batch the journal says was allocated before a restart: it runs again from its inputs. */
+export interface ReplayJob {
+  readonly time: number;
+  readonly allocations: ReadonlyMap<number, Allocation>;
+  /** Its outputs completed before the restart: only its state changes are redone. */
+  readonly completed: boolean;
 }
 
 /** What the driver needs to run. */
@@ -51,11 +63,23 @@ export interface DriverConfig {
   readonly taskTimeoutMs: number;
   readonly inputs: ReadonlyMap<number, OpenInput<unknown>>;
   readonly listener: DriverListener;
+  /** Stable keys of nodes: names in the journal and the snapshot store. */
+  readonly keys?: ReadonlyMap<number, string> | undefined;
+  /** Journals and checkpoints, when the app has a checkpoint directory. */
+  readonly checkpointer?: Checkpointer | undefined;
+  /** States restored from a checkpoint, by node id, one per partition. */
+  readonly restored?: ReadonlyMap<number, readonly PartitionState[]> | undefined;
+  /** Batches to run again before any new one, oldest first. */
+  readonly replay?: readonly ReplayJob[] | undefined;
 }
 
 interface Job {
   readonly time: number;
   readonly allocations: ReadonlyMap<number, Allocation>;
+  /** A replayed batch whose outputs already ran: skip them. */
+  readonly skipOutputs?: boolean;
+  /** A replayed batch: its allocation and completion are in the journal already. */
+  readonly replayed?: boolean;
 }
 
 /** Splits records into `n` contiguous partitions (order is kept when concatenated). */
@@ -81,6 +105,7 @@ export class Driver {
   /** Ticks sent to the actor and not yet turned into queued batches. */
   #pendingTicks = 0;
   #idleWaiters: (() => void)[] = [];
+  #lastCompleted: number | undefined;
   ref!: ActorRef<DriverMessage>;
 
   constructor(parent: ActorSystem | ActorRef<never>, cfg: DriverConfig) {
@@ -90,15 +115,37 @@ export class Driver {
       if (node.kind !== 'stateful') continue;
       const refs: ActorRef<StateMessage>[] = [];
       for (let q = 0; q < node.partitions; q++) {
-        refs.push(spawnState(parent, `state-${node.id}-${q}`, node.stateful.create(q, node.partitions)));
+        const state = cfg.restored?.get(node.id)?.[q] ?? node.stateful.create(q, node.partitions);
+        refs.push(spawnState(parent, `state-${node.id}-${q}`, state));
       }
       this.#states.set(node.id, refs);
     }
     for (const op of cfg.plan.outputs) this.#outputs.set(op.id, spawnOutput(parent, `output-${op.id}`, op));
+    for (const r of cfg.replay ?? []) {
+      this.#queue.push({ time: r.time, allocations: r.allocations, skipOutputs: r.completed, replayed: true });
+    }
     this.ref = spawnActor<null, DriverMessage>(parent, 'driver', null, async (s, msg) => {
       await this.#handle(msg);
       return s;
     });
+    if (this.#queue.length > 0) dispatch(this.ref, { type: 'driver.kick' });
+  }
+
+  /**
+   * Checkpoints the last completed batch unless it already is, and waits until the
+   * journal holds it (a graceful stop leaves nothing to replay).
+   */
+  async finalCheckpoint(): Promise<void> {
+    const cp = this.#cfg.checkpointer;
+    const time = this.#lastCompleted;
+    if (cp === undefined || time === undefined || this.#failed) return;
+    if ((cp.lastCheckpointTime ?? Number.NEGATIVE_INFINITY) < time) await this.#checkpoint(time, true);
+    await cp.drain();
+  }
+
+  /** The last batch time whose outputs and state are complete. */
+  get lastCompleted(): number | undefined {
+    return this.#lastCompleted;
   }
 
   /** The state actors of a stateful node, by partition. */
@@ -154,6 +201,8 @@ export class Driver {
         this.#running = false;
         this.#fail(msg.error as Error);
         break;
+      case 'driver.kick':
+        break;
       default:
         assertNever(msg);
     }
@@ -165,6 +214,8 @@ export class Driver {
     const allocations = new Map<number, Allocation>();
     try {
       for (const [nodeId, input] of this.#cfg.inputs) allocations.set(nodeId, await input.allocate(time));
+      // The allocation is journaled before the batch may run: a restart replays it as it was.
+      await this.#cfg.checkpointer?.allocated(time, this.#byKey(allocations));
     } catch (error) {
       this.#fail(error as Error);
       return;
@@ -194,24 +245,87 @@ export class Driver {
     const schedulingDelayMs = Math.max(0, this.#cfg.clock.now() - job.time);
     this.#cfg.listener.batchStarted?.(job.time, schedulingDelayMs);
     const watch = startStopwatch();
-    this.#run(job).then(
-      (records) => {
-        if (this.#abandoned) return;
-        // Done first: a listener that throws must not leave the driver running forever.
-        dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
-        this.#cfg.listener.batchCompleted({
-          time: job.time,
-          records,
-          schedulingDelayMs,
-          processingMs: watch.elapsedMs(),
-          queuedBatches: this.#queue.length + this.#pendingTicks,
-        });
+    this.#run(job)
+      .then(async (records) => {
+        await this.#afterBatch(job);
+        return records;
+      })
+      .then(
+        (records) => {
+          if (this.#abandoned) return;
+          // Done first: a listener that throws must not leave the driver running forever.
+          dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
+          this.#cfg.listener.batchCompleted({
+            time: job.time,
+            records,
+            schedulingDelayMs,
+            processingMs: watch.elapsedMs(),
+            queuedBatches: this.#queue.length + this.#pendingTicks,
+          });
+        },
+        (error: unknown) => {
+          if (this.#abandoned) return;
+          dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error });
+        },
+      );
+  }
+
+  /** Journals the completion and, when due, takes a checkpoint of the batch just committed. */
+  async #afterBatch(job: Job): Promise<void> {
+    this.#lastCompleted = job.time;
+    const cp = this.#cfg.checkpointer;
+    if (cp === undefined || this.#abandoned) return;
+    if (!job.skipOutputs) await cp.completed(job.time);
+    if (cp.isCheckpointTime(job.time)) await this.#checkpoint(job.time, false);
+  }
+
+  /**
+   * Captures every state partition as of `time` (the commits of that batch are
+   * ahead in each mailbox) and the input positions, then writes them in the
+   * background; `wait` waits for the write (final checkpoint).
+   */
+  async #checkpoint(time: number, wait: boolean): Promise<void> {
+    const cp = this.#cfg.checkpointer as Checkpointer;
+    const captured: CapturedState[] = [];
+    for (const node of this.#cfg.plan.stateful) {
+      const operator = this.#key(node.id);
+      const refs = this.#states.get(node.id) ?? [];
+      const datas = await Promise.all(
+        refs.map((ref, partition) =>
+          this.#ask<StateMessage, SnapshotData>(ref, (replyTo) => ({
+            type: 'state.capture',
+            replyTo,
+            full: cp.wantsFull(operator, partition),
+          })),
+        ),
+      );
+      datas.forEach((data, partition) => {
+        captured.push({ operator, partition, data });
+      });
+    }
+    const positions: Record<string, unknown> = {};
+    for (const [nodeId, input] of this.#cfg.inputs) {
+      if (input.position) positions[this.#key(nodeId)] = input.position();
+    }
+    const written = cp.checkpoint(time, captured, positions).then(
+      (stats) => {
+        if (stats && !this.#abandoned) this.#cfg.listener.checkpointCompleted?.(stats);
       },
       (error: unknown) => {
-        if (this.#abandoned) return;
-        dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error });
+        if (!this.#abandoned) this.#fail(error as Error);
       },
     );
+    if (wait) await written;
+  }
+
+  #key(nodeId: number): string {
+    return this.#cfg.keys?.get(nodeId) ?? String(nodeId);
+  }
+
+  #byKey(allocations: ReadonlyMap<number, Allocation>): Record<string, Allocation> {
+    const out: Record<string, Allocation> = {};
+    for (const [nodeId, a] of allocations) out[this.#key(nodeId)] = a;
+    return out;
   }
 
   #wakeIdle(): void {
@@ -249,7 +363,7 @@ export class Driver {
         current = node.name;
         await this.#compute(node, time, zeroTimeMs, memo, extras, stepped);
       }
-      for (const op of plan.outputs) {
+      for (const op of job.skipOutputs ? [] : plan.outputs) {
         const data = memo.get(op.stream.id);
         if (data === undefined) continue;
         this.#assertLive();

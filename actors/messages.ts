@@ -5,6 +5,7 @@
 
 import type { StepResult } from '../runtime/graph.ts';
 import type { ReceivedBlock } from '../runtime/input-source.ts';
+import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { ActorRef } from './system.ts';
 
 /** A reply: a value, or the error that prevented it. */
@@ -56,7 +57,8 @@ export type StateMessage =
   | { readonly type: 'state.commit'; readonly time: number }
   | { readonly type: 'state.rollback'; readonly time: number }
   | { readonly type: 'state.lookup'; readonly replyTo: ActorRef<Reply<unknown>>; readonly key: unknown }
-  | { readonly type: 'state.snapshot'; readonly replyTo: ActorRef<Reply<unknown>> };
+  | { readonly type: 'state.snapshot'; readonly replyTo: ActorRef<Reply<unknown>> }
+  | { readonly type: 'state.capture'; readonly replyTo: ActorRef<Reply<SnapshotData>>; readonly full: boolean };
 
 /** Work for an output actor. */
 export type OutputMessage = {
@@ -75,7 +77,8 @@ export type ReceiverMessage =
 export type DriverMessage =
   | { readonly type: 'driver.tick'; readonly time: number }
   | { readonly type: 'driver.batch-done'; readonly time: number }
-  | { readonly type: 'driver.batch-failed'; readonly time: number; readonly error: unknown };
+  | { readonly type: 'driver.batch-failed'; readonly time: number; readonly error: unknown }
+  | { readonly type: 'driver.kick' };
 
 /** Wraps a computation's outcome into a reply. */
 export function replyOf<T>(compute: () => T): Reply<T> {

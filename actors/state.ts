@@ -41,6 +41,12 @@ export function spawnState(parent: ActorSystem | ActorRef<never>, name: string, 
           replyOf(() => s.toSnapshot()),
         );
         return s;
+      case 'state.capture':
+        dispatch(
+          msg.replyTo,
+          replyOf(() => s.capture(msg.full)),
+        );
+        return s;
       default:
         return assertNever(msg);
     }

@@ -81,11 +81,12 @@ export class FileJournal implements Journal {
     await fs.mkdir(this.#dir, { recursive: true });
     const lock = await WriterLock.acquire(this.#root);
     try {
+      const complete = ((await this.segments())[0] ?? 1) === 1;
       const events = await this.#readAll();
       this.#handle = await fs.open(path.join(this.#dir, segmentName(this.#segment)), 'a');
       this.#lock = lock;
       this.#abandoned = false;
-      return { epoch: lock.epoch, events };
+      return { epoch: lock.epoch, events, complete };
     } catch (error) {
       // A journal that cannot be read must not keep the directory locked.
       await lock.release().catch(() => {});

@@ -10,6 +10,8 @@ export interface JournalContents {
   readonly epoch: number;
   /** Every retained event, oldest first (segment heads repeat earlier facts). */
   readonly events: readonly JournalEvent[];
+  /** True when nothing was ever deleted: the events go back to the app's first start. */
+  readonly complete: boolean;
 }
 
 /**

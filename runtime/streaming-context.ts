@@ -2,6 +2,9 @@
  * StreamingContext: where an app declares its sources and operators, and what
  * starts, runs and stops them.
  */
+
+import { promises as fs } from 'node:fs';
+import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../actors/checkpointer.ts';
 import { type BatchInfo, Driver } from '../actors/driver.ts';
 import { type GeneratorStreamOptions, generatorSource } from '../actors/receivers/generator.ts';
 import { type QueueStreamOptions, queueSource } from '../actors/receivers/queue.ts';
@@ -9,16 +12,19 @@ import { type Receiver, receiverSource } from '../actors/receivers/receiver.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../actors/receivers/text-file.ts';
 import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
+import type { Journal } from '../journal/journal.ts';
 import { type CancelTimer, type Clock, SystemClock } from './clock.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
 import { checkDuration } from './durations.ts';
 import { InvalidConfigError, InvalidStateError } from './errors.ts';
+import { stableKeys } from './fingerprint.ts';
 import type { GraphNode } from './graph.ts';
 import { GraphBuilder } from './graph-builder.ts';
-import type { InputSource, OpenInput } from './input-source.ts';
+import type { InputSource, OpenInput, SourceEnv } from './input-source.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { ManualClock } from './manual-clock.ts';
 import { compilePlan } from './plan.ts';
+import { type OpenedCheckpoint, openCheckpoint } from './recovery.ts';
 
 /** How a context is configured. */
 export interface StreamingContextConfig {
@@ -36,6 +42,8 @@ export interface StreamingContextConfig {
   readonly logger?: Logger;
   /** Safety limit for one task of one batch (default 10 minutes). */
   readonly taskTimeoutMs?: number;
+  /** Every n-th snapshot of a state partition is full, the others incremental (default 5). */
+  readonly snapshotFullEvery?: number;
 }
 
 /** Callbacks about the running app (Spark's StreamingListener). */
@@ -44,6 +52,8 @@ export interface StreamingListener {
   onBatchSubmitted?(info: { readonly time: number }): void;
   /** A batch left the queue and began to run, `schedulingDelayMs` after its time. */
   onBatchStarted?(info: { readonly time: number; readonly schedulingDelayMs: number }): void;
+  /** A checkpoint was committed (its snapshots stored, then journaled). */
+  onCheckpointCompleted?(stats: CheckpointStats): void;
   onBatchCompleted?(info: BatchInfo): void;
   /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
@@ -59,6 +69,8 @@ interface Waiter {
 }
 
 const PARTITIONS_MAX = 1024;
+/** Spark's default checkpoint interval: the smallest multiple of the batch duration >= 10 s. */
+const DEFAULT_CHECKPOINT_MS = 10_000;
 let contextSeq = 0;
 
 /**
@@ -74,13 +86,18 @@ export class StreamingContext {
   readonly appName: string;
   readonly batchDurationMs: number;
   readonly partitions: number;
-  readonly clock: Clock;
   readonly logger: Logger;
+  #clock: Clock;
   /** @internal */
   readonly graph: GraphBuilder;
   #config: StreamingContextConfig;
   #lifecycle: Lifecycle = 'initialized';
   #checkpointDir: string | undefined;
+  #createOnError = false;
+  #checkpointer: Checkpointer | undefined;
+  #journal: Journal | undefined;
+  #opened: OpenedCheckpoint | undefined;
+  #keys: Map<number, string> | undefined;
   #listeners: StreamingListener[] = [];
   #inputs = new Map<number, OpenInput<unknown>>();
   #system: ActorSystem | undefined;
@@ -108,7 +125,7 @@ export class StreamingContext {
     }
     if (config.taskTimeoutMs !== undefined) checkDuration('taskTimeoutMs', config.taskTimeoutMs);
     this.partitions = partitions;
-    this.clock = config.clock ?? new SystemClock();
+    this.#clock = config.clock ?? new SystemClock();
     this.logger = config.logger ?? createLogger(config.appName);
     this.graph = new GraphBuilder(this.batchDurationMs, partitions);
     this.#config = config;
@@ -157,13 +174,52 @@ export class StreamingContext {
     return transformStreams(this.graph, streams, 'transform', f);
   }
 
-  /** Sets the checkpoint location (a directory). */
+  /**
+   * Sets the checkpoint directory: the journal and state snapshots live there, and a
+   * start with an existing journal resumes from it.
+   */
   checkpoint(directory: string): void {
     this.graph.assertOpen('checkpoint');
     if (typeof directory !== 'string' || directory.length === 0) {
       throw new InvalidConfigError('checkpoint needs a directory');
     }
+    if (/^[a-z]+:\/\//i.test(directory)) {
+      throw new InvalidConfigError(`checkpoint ${directory}: only local directories are supported so far`);
+    }
     this.#checkpointDir = directory;
+  }
+
+  /** Where time comes from. */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
+  /**
+   * Spark's recovery entry point: always calls `factory` (closures cannot be stored),
+   * points the context at `checkpoint`, and `start()` then resumes from it: graph
+   * checked, states restored, journaled batches replayed, downtime batches generated.
+   * With `createOnError`, an unreadable checkpoint is moved aside and the app starts
+   * afresh instead of failing with CORRUPT_CHECKPOINT.
+   *
+   * @example
+   * const ssc = await StreamingContext.getOrCreate('./ckpt', () => buildApp());
+   * await ssc.start();
+   */
+  static async getOrCreate(
+    checkpoint: string,
+    factory: () => StreamingContext | Promise<StreamingContext>,
+    options: { readonly clock?: Clock; readonly createOnError?: boolean } = {},
+  ): Promise<StreamingContext> {
+    const ssc = await factory();
+    if (!(ssc instanceof StreamingContext)) throw new InvalidConfigError('getOrCreate: the factory must return a StreamingContext');
+    if (ssc.#lifecycle !== 'initialized') throw new InvalidStateError('getOrCreate: the factory must not start the context');
+    if (ssc.#checkpointDir !== undefined && ssc.#checkpointDir !== checkpoint) {
+      throw new InvalidConfigError(`getOrCreate: the factory set checkpoint ${ssc.#checkpointDir}, not ${checkpoint}`);
+    }
+    ssc.#checkpointDir = checkpoint;
+    if (options.clock) ssc.#clock = options.clock;
+    ssc.#createOnError = options.createOnError === true;
+    return ssc;
   }
 
   /** Registers a listener for batch completions and errors. */
@@ -184,10 +240,26 @@ export class StreamingContext {
         'stateful operators run without ssc.checkpoint(dir): their state will not survive a restart',
       );
     }
-    this.#lifecycle = 'active';
+    const keys = stableKeys(this.graph.nodes, this.graph.outputs);
+    this.#keys = keys;
     const now = this.clock.now();
     this.#zeroTimeMs = Math.floor(now / this.batchDurationMs) * this.batchDurationMs;
     this.#lastTickMs = this.#zeroTimeMs;
+    if (this.#checkpointDir !== undefined) {
+      try {
+        this.#opened = await this.#openCheckpoint(plan, keys, now);
+      } catch (error) {
+        this.#lifecycle = 'stopped';
+        this.#error = error as Error;
+        this.#terminate.reject(this.#error);
+        throw error;
+      }
+      this.#journal = this.#opened.journal;
+      this.#checkpointer = this.#opened.checkpointer;
+      this.#zeroTimeMs = this.#opened.zeroTimeMs;
+      this.#lastTickMs = this.#opened.lastBatchMs;
+    }
+    this.#lifecycle = 'active';
     this.#system = this.#config.actorSystem ?? startActorSystem();
     const root = spawnActor<null, never>(this.#system, `tributary-${this.appName}-${++contextSeq}`, null, (s) => s);
     this.#root = root;
@@ -211,14 +283,59 @@ export class StreamingContext {
       stagePoolSize: this.partitions,
       taskTimeoutMs: this.#config.taskTimeoutMs ?? 600_000,
       inputs: this.#inputs,
+      keys,
+      checkpointer: this.#checkpointer,
+      restored: this.#opened?.restored,
+      replay: this.#opened?.replay,
       listener: {
+        checkpointCompleted: (stats) => this.#notify((l) => l.onCheckpointCompleted?.(stats)),
         batchSubmitted: (time) => this.#notify((l) => l.onBatchSubmitted?.({ time })),
         batchStarted: (time, schedulingDelayMs) => this.#notify((l) => l.onBatchStarted?.({ time, schedulingDelayMs })),
         batchCompleted: (info) => this.#batchCompleted(info),
         failed: (error) => void this.#fail(error),
       },
     });
-    this.#armTimer(this.#zeroTimeMs + this.batchDurationMs);
+    // Batches of the downtime (between the last journaled batch and now) run first.
+    let next = this.#lastTickMs + this.batchDurationMs;
+    for (; next <= this.clock.now(); next += this.batchDurationMs) {
+      this.#lastTickMs = next;
+      this.#driver.tick(next);
+    }
+    this.#armTimer(next);
+  }
+
+  async #openCheckpoint(plan: ReturnType<typeof compilePlan>, keys: Map<number, string>, now: number): Promise<OpenedCheckpoint> {
+    const dir = this.#checkpointDir as string;
+    const open = () =>
+      openCheckpoint({
+        dir,
+        appName: this.appName,
+        batchDurationMs: this.batchDurationMs,
+        nowMs: now,
+        nodes: this.graph.nodes,
+        outputs: this.graph.outputs,
+        plan,
+        keys,
+        settings: this.#checkpointSettings(plan),
+        logger: this.logger,
+      });
+    try {
+      return await open();
+    } catch (error) {
+      if (!this.#createOnError || (error as { code?: string }).code !== 'CORRUPT_CHECKPOINT') throw error;
+      const aside = `${dir}.corrupt-${process.pid}-${this.clock.now()}`;
+      this.logger.warn({ err: error, movedTo: aside }, 'checkpoint unreadable: moved aside, starting afresh (createOnError)');
+      await fs.rename(dir, aside);
+      return open();
+    }
+  }
+
+  /** Checkpoint interval: the smallest one set on a stateful stream, else Spark's default. */
+  #checkpointSettings(plan: ReturnType<typeof compilePlan>): CheckpointSettings {
+    const explicit = plan.stateful.map((n) => n.checkpointIntervalMs).filter((ms): ms is number => ms !== undefined);
+    const d = this.batchDurationMs;
+    const intervalMs = explicit.length > 0 ? Math.min(...explicit) : Math.ceil(DEFAULT_CHECKPOINT_MS / d) * d;
+    return { intervalMs, fullEvery: this.#config.snapshotFullEvery ?? 5, keepCheckpoints: 2 };
   }
 
   /**
@@ -249,6 +366,11 @@ export class StreamingContext {
     this.#lifecycle = 'stopped';
     this.#cancelTimer?.();
     await this.#driver?.whenIdle();
+    if (this.#checkpointer && this.#driver && !this.#error) {
+      // A graceful stop leaves a checkpoint of the last batch: nothing to replay next time.
+      await this.#driver.finalCheckpoint();
+      await this.#checkpointer.stopped(this.#driver.lastCompleted ?? this.#zeroTimeMs);
+    }
     await this.#shutdown();
     if (this.#error) this.#terminate.reject(this.#error);
     else this.#terminate.resolve();
@@ -260,6 +382,8 @@ export class StreamingContext {
     this.#lifecycle = 'stopped';
     this.#cancelTimer?.();
     this.#driver?.abandon();
+    this.#journal?.abandon();
+    this.#journal = undefined;
     void this.#shutdown();
     this.#rejectWaiters(new InvalidStateError('the context crashed'));
     this.#terminate.resolve();
@@ -295,8 +419,12 @@ export class StreamingContext {
     return new DStream<T>(this.graph, node as GraphNode);
   }
 
-  #sourceEnv(node: GraphNode) {
+  #sourceEnv(node: GraphNode): SourceEnv {
+    const key = this.#keys?.get(node.id) ?? node.name;
+    const checkpointer = this.#checkpointer;
+    const recovery = this.#opened?.inputs.get(node.id);
     return {
+      ...(recovery ? { recovery } : {}),
       system: this.#system as ActorSystem,
       parent: this.#root as ActorRef<never>,
       clock: this.clock,
@@ -305,7 +433,7 @@ export class StreamingContext {
       batchDurationMs: this.batchDurationMs,
       zeroTimeMs: this.#zeroTimeMs,
       fail: (error: Error) => void this.#fail(error),
-      writeBlock: async () => {},
+      writeBlock: checkpointer ? (block) => checkpointer.blockReceived(key, block) : async () => {},
       received: (records: number) => {
         for (const l of this.#listeners) l.onRecordsReceived?.({ stream: node.name, records });
       },
@@ -369,6 +497,12 @@ export class StreamingContext {
     const inputs = [...this.#inputs.values()];
     this.#inputs.clear();
     await Promise.allSettled(inputs.map((i) => i.close()));
+    const journal = this.#journal;
+    this.#journal = undefined;
+    if (journal) {
+      await this.#checkpointer?.drain();
+      await journal.close().catch((error: unknown) => this.logger.error({ err: error }, 'closing the journal failed'));
+    }
     if (this.#root) stopActor(this.#root);
     if (this.#system && this.#config.actorSystem === undefined) stopActor(this.#system);
     this.#root = undefined;

@@ -1,0 +1,180 @@
+/**
+ * Opening a checkpoint directory: takes the writer lock, reads the journal and,
+ * when the app ran before, checks the graph, restores the states of the newest
+ * readable checkpoint and lists the batches to replay. A damaged or missing
+ * snapshot falls back to the previous checkpoint (a longer replay, nothing lost).
+ */
+import { blockIdsOf, Checkpointer, type CheckpointSettings } from '../actors/checkpointer.ts';
+import type { ReplayJob } from '../actors/driver.ts';
+import { CorruptCheckpointError, IncompatibleCheckpointError } from '../journal/errors.ts';
+import type { JournalEvent } from '../journal/events.ts';
+import { FileJournal } from '../journal/file-journal.ts';
+import type { Journal } from '../journal/journal.ts';
+import { foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
+import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
+import type { SnapshotData } from '../snapshots/snapshot-data.ts';
+import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
+import { compareFingerprints, fingerprintOf } from './fingerprint.ts';
+import type { GraphNode, OutputOp, PartitionState } from './graph.ts';
+import type { Allocation, InputRecovery } from './input-source.ts';
+import type { Logger } from './logger.ts';
+import type { Plan } from './plan.ts';
+
+type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
+
+/** What opening needs to know about the app. */
+export interface OpenCheckpointArgs {
+  readonly dir: string;
+  readonly appName: string;
+  readonly batchDurationMs: number;
+  readonly nowMs: number;
+  readonly nodes: readonly GraphNode[];
+  readonly outputs: readonly OutputOp[];
+  readonly plan: Plan;
+  readonly keys: ReadonlyMap<number, string>;
+  readonly settings: CheckpointSettings;
+  readonly logger: Logger;
+}
+
+/** An opened checkpoint, ready for the driver. */
+export interface OpenedCheckpoint {
+  readonly journal: Journal;
+  readonly checkpointer: Checkpointer;
+  readonly zeroTimeMs: number;
+  readonly restored: Map<number, PartitionState[]>;
+  readonly replay: ReplayJob[];
+  readonly inputs: Map<number, InputRecovery>;
+  /** The newest batch time the journal knows of (the zero time for a new app). */
+  readonly lastBatchMs: number;
+  /** The checkpoint the states come from, if any. */
+  readonly resumedFrom: number | undefined;
+}
+
+async function loadStates(cp: Checkpoint, args: OpenCheckpointArgs, store: SnapshotStore): Promise<Map<number, PartitionState[]>> {
+  const restored = new Map<number, PartitionState[]>();
+  for (const node of args.plan.stateful) {
+    if (node.kind !== 'stateful') continue;
+    const key = args.keys.get(node.id) as string;
+    const refs = cp.snapshots.filter((r) => r.operator === key);
+    // An operator added (with a uid) since the checkpoint starts empty.
+    if (refs.length === 0) continue;
+    const states: PartitionState[] = [];
+    for (let q = 0; q < node.partitions; q++) {
+      const ref = refs.find((r) => r.partition === q);
+      if (ref === undefined) throw new CorruptCheckpointError(`checkpoint ${cp.time} has no snapshot of ${key} partition ${q}`);
+      const chain: SnapshotData[] = [];
+      for (const time of ref.chain) chain.push(await store.read({ operator: key, partition: q, time }));
+      states.push(node.stateful.restoreChain(chain, q, node.partitions));
+    }
+    restored.set(node.id, states);
+  }
+  return restored;
+}
+
+function inputRecoveries(
+  args: OpenCheckpointArgs,
+  folded: JournalState,
+  cp: Checkpoint | undefined,
+  replayTimes: number[],
+): Map<number, InputRecovery> {
+  const out = new Map<number, InputRecovery>();
+  for (const node of args.plan.inputs) {
+    const key = args.keys.get(node.id) as string;
+    const allocations: Allocation[] = [];
+    for (const t of replayTimes) {
+      const a = folded.allocations.get(t)?.[key];
+      if (a !== undefined) allocations.push(a);
+    }
+    const blocks = new Map<string, readonly unknown[]>();
+    for (const { stream, block } of folded.blocks.values()) if (stream === key) blocks.set(block.id, block.records);
+    out.set(node.id, { position: cp?.positions[key], allocations, blocks, pending: pendingBlocks(folded, key) });
+  }
+  return out;
+}
+
+/**
+ * Opens (or creates) the checkpoint of an app.
+ *
+ * @example
+ * const opened = await openCheckpoint({ dir, appName, batchDurationMs, nowMs, nodes, outputs, plan, keys, settings, logger });
+ */
+export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCheckpoint> {
+  const journal = new FileJournal(args.dir, args.logger);
+  const store = new FileSnapshotStore(args.dir);
+  const contents = await journal.open();
+  try {
+    const folded = foldJournal(contents.events);
+    const graph = fingerprintOf(args.nodes, args.outputs, args.keys);
+    let zeroTimeMs = Math.floor(args.nowMs / args.batchDurationMs) * args.batchDurationMs;
+    let chosen: Checkpoint | undefined;
+    let restored = new Map<number, PartitionState[]>();
+    let replayTimes: number[] = [];
+    if (folded.started !== undefined) {
+      const differences = compareFingerprints(folded.started.graph, graph);
+      if (folded.started.batchDurationMs !== args.batchDurationMs) {
+        differences.unshift(`batchDuration: ${folded.started.batchDurationMs} ms -> ${args.batchDurationMs} ms`);
+      }
+      if (folded.started.appName !== args.appName) differences.unshift(`appName: ${folded.started.appName} -> ${args.appName}`);
+      if (differences.length > 0) throw new IncompatibleCheckpointError(differences);
+      zeroTimeMs = folded.started.zeroTimeMs;
+      for (const cp of [...folded.checkpoints].reverse()) {
+        try {
+          restored = await loadStates(cp, args, store);
+          chosen = cp;
+          break;
+        } catch (error) {
+          if (!(error instanceof CorruptCheckpointError)) throw error;
+          args.logger.warn({ err: error, time: cp.time }, 'checkpoint unreadable: falling back to the previous one (longer replay)');
+        }
+      }
+      if (chosen === undefined && folded.checkpoints.length > 0 && !contents.complete) {
+        throw new CorruptCheckpointError(
+          `no checkpoint in ${args.dir} can be read and the journal no longer goes back to the start: cannot recover`,
+        );
+      }
+      const from = chosen?.time ?? zeroTimeMs;
+      replayTimes = [...folded.allocations.keys()].filter((t) => t > from).sort((a, b) => a - b);
+    }
+    const lastBatchMs = Math.max(zeroTimeMs, chosen?.time ?? zeroTimeMs, ...replayTimes);
+    const byKey = new Map([...args.keys].map(([id, key]) => [key, id]));
+    const replay: ReplayJob[] = replayTimes.map((time) => {
+      const allocations = new Map<number, Allocation>();
+      for (const [key, a] of Object.entries(folded.allocations.get(time) ?? {})) {
+        const id = byKey.get(key);
+        if (id !== undefined) allocations.set(id, a);
+      }
+      return { time, allocations, completed: folded.completed.has(time) };
+    });
+    const started = Checkpointer.startedEvent(args.appName, args.batchDurationMs, zeroTimeMs, contents.epoch, graph);
+    const checkpointer = new Checkpointer(journal, store, args.settings, args.logger, started, chosen);
+    const from = chosen?.time ?? Number.NEGATIVE_INFINITY;
+    // Blocks of batches after the checkpoint, and blocks no batch took yet, are still needed.
+    const needed = new Set<string>();
+    for (const t of replayTimes) for (const id of blockIdsOf(folded.allocations.get(t) ?? {})) needed.add(id);
+    for (const node of args.plan.inputs) for (const b of pendingBlocks(folded, args.keys.get(node.id) as string)) needed.add(b.id);
+    checkpointer.remember(
+      replayTimes.map((time) => ({ v: 1 as const, type: 'batch.allocated' as const, time, inputs: folded.allocations.get(time) ?? {} })),
+      [...folded.completed].filter((t) => t > from),
+      [...folded.blocks.values()]
+        .filter(({ block }) => needed.has(block.id))
+        .map(({ stream, block }) => ({ v: 1 as const, type: 'receiver.block' as const, stream, block })),
+    );
+    await checkpointer.begin();
+    if (chosen !== undefined || replay.length > 0) {
+      args.logger.info({ checkpoint: chosen?.time, replay: replay.length }, 'resuming from the checkpoint');
+    }
+    return {
+      journal,
+      checkpointer,
+      zeroTimeMs,
+      restored,
+      replay,
+      inputs: folded.started ? inputRecoveries(args, folded, chosen, replayTimes) : new Map(),
+      lastBatchMs,
+      resumedFrom: chosen?.time,
+    };
+  } catch (error) {
+    await journal.close().catch(() => {});
+    throw error;
+  }
+}
