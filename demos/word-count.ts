@@ -3,9 +3,16 @@
  * top words of a sliding 10 s window (incremental, with an inverse reduce) and
  * running totals kept with updateStateByKey.
  *
- *   npx tributary run demos/word-count.ts [--forever] [-- <ratePerSecond>]
+ * State is checkpointed to the embedded file journal in `.tributary/word-count`.
+ * Each run starts afresh unless given `--resume`: then it continues from the last
+ * checkpoint (kill it with `kill -9` and resume to see the totals carry on).
+ *
+ *   npx tributary run demos/word-count.ts [--forever] [--resume] [<ratePerSecond>]
  */
+import { rmSync } from 'node:fs';
 import { defineApp, StreamingContext, seconds } from '../runtime/index.ts';
+
+const CHECKPOINT_DIR = '.tributary/word-count';
 
 type Pair = [string, number];
 
@@ -17,10 +24,15 @@ function top(pairs: Pair[], n: number): string {
     .join(' ');
 }
 
-export default defineApp(({ args }) => {
-  const rate = Number(args[0] ?? 2000);
+export default defineApp(async ({ args }) => {
+  const resume = args.includes('--resume');
+  const rate = Number(args.find((a) => /^\d+$/.test(a)) ?? 2000);
+  if (!resume) rmSync(CHECKPOINT_DIR, { recursive: true, force: true });
+  return StreamingContext.getOrCreate(CHECKPOINT_DIR, () => build(rate));
+});
+
+function build(rate: number): StreamingContext {
   const ssc = new StreamingContext({ appName: 'word-count', batchDuration: seconds(1), partitions: 2 });
-  ssc.checkpoint('.tributary/word-count');
   const words = ssc
     .generatorStream({ ratePerSecond: rate, seed: 42 })
     .flatMap((line) => line.split(' '))
@@ -48,5 +60,9 @@ export default defineApp(({ args }) => {
     const n = pairs.reduce((s, [, c]) => s + c, 0);
     process.stdout.write(`    running total: ${n} words, ${pairs.length} distinct | top: ${top(pairs, 3)}\n`);
   });
+  ssc.addStreamingListener({
+    onCheckpointCompleted: (c) =>
+      process.stdout.write(`    checkpoint at ${new Date(c.time).toISOString().slice(11, 19)}: ${c.entries} entries, ${c.snapshotBytes} bytes\n`),
+  });
   return ssc;
-});
+}

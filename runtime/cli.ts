@@ -69,6 +69,7 @@ program
   .option('--forever', 'run until stopped (default: stop after --duration)')
   .option('--duration <seconds>', 'stop gracefully after this many seconds', seconds, 20)
   .option('--no-status', 'do not show the live status line')
+  .allowUnknownOption(true)
   .action(async (file: string, args: string[], options: { forever?: boolean; duration: number; status: boolean }) => {
     await run(file, args, options);
   });
