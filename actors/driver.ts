@@ -5,6 +5,8 @@
  * actors. A slow output holds its batch: later batches wait in the queue and the
  * wait is reported as scheduling delay, never dropped.
  */
+
+import { concatAll } from '../runtime/arrays.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { startStopwatch } from '../runtime/clock.ts';
 import { BatchFailedError, OperatorFailure } from '../runtime/errors.ts';
@@ -139,6 +141,8 @@ export class Driver {
     const cp = this.#cfg.checkpointer;
     const time = this.#lastCompleted;
     if (cp === undefined || time === undefined || this.#failed) return;
+    // A checkpoint of `time` may still be writing: a second capture would overwrite its delta with an empty one.
+    await cp.drain();
     if ((cp.lastCheckpointTime ?? Number.NEGATIVE_INFINITY) < time) await this.#checkpoint(time, true);
     await cp.drain();
   }
@@ -368,7 +372,7 @@ export class Driver {
         if (data === undefined) continue;
         this.#assertLive();
         current = op.name;
-        await this.#output(op, time, data.flat());
+        await this.#output(op, time, concatAll(data));
       }
       this.#assertLive();
     } catch (error) {
@@ -376,7 +380,8 @@ export class Driver {
       if (error instanceof OperatorFailure) throw new BatchFailedError(error.operator, time, error.cause);
       throw new BatchFailedError(current, time, error);
     }
-    for (const ref of stepped) dispatch(ref, { type: 'state.commit', time });
+    // Awaited, so a batch's processing time includes applying its state changes.
+    await Promise.all(stepped.map((ref) => this.#ask<StateMessage, void>(ref, (replyTo) => ({ type: 'state.commit', replyTo, time }))));
     return records;
   }
 
@@ -442,7 +447,7 @@ export class Driver {
         );
         const out = await Promise.all(
           Array.from({ length: node.partitions }, (_, q) => {
-            const itemsPerParent = perParent.map((maps) => maps.flatMap((chunks) => chunks[q] ?? []));
+            const itemsPerParent = perParent.map((maps) => concatAll(maps.map((chunks) => chunks[q] ?? [])));
             return this.#ask<StageMessage, unknown[]>(this.#stage(q), (replyTo) => ({
               type: 'stage.reduce',
               replyTo,
@@ -487,7 +492,7 @@ export class Driver {
       }
       case 'whole': {
         if (!active) return;
-        const batches = node.parents.map((p) => memo.get(p.id)?.flat() ?? []);
+        const batches = node.parents.map((p) => concatAll(memo.get(p.id) ?? []));
         const out = await this.#ask<StageMessage, unknown[]>(this.#stage(0), (replyTo) => ({
           type: 'stage.whole',
           replyTo,

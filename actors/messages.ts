@@ -54,7 +54,7 @@ export type StateMessage =
       readonly emit: boolean;
       readonly wantExtra: boolean;
     }
-  | { readonly type: 'state.commit'; readonly time: number }
+  | { readonly type: 'state.commit'; readonly replyTo: ActorRef<Reply<void>>; readonly time: number }
   | { readonly type: 'state.rollback'; readonly time: number }
   | { readonly type: 'state.lookup'; readonly replyTo: ActorRef<Reply<unknown>>; readonly key: unknown }
   | { readonly type: 'state.snapshot'; readonly replyTo: ActorRef<Reply<unknown>> }

@@ -4,6 +4,7 @@
  * holds the same plan).
  */
 
+import { OperatorFailure } from '../runtime/errors.ts';
 import type { GraphNode } from '../runtime/graph.ts';
 import { assertNever } from '../runtime/graph.ts';
 import { runChain } from '../runtime/operators/narrow.ts';
@@ -21,15 +22,32 @@ export function runStageTask(plan: Plan, msg: StageMessage): unknown {
   const node = plan.byId.get(msg.nodeId) as GraphNode;
   switch (msg.type) {
     case 'stage.collect': {
+      const chain = plan.chainOf(node);
       const out: unknown[] = [];
-      runChain(plan.chainOf(node).ops, msg.input, msg.time, (r) => out.push(r));
+      try {
+        runChain(chain.ops, msg.input, msg.time, (r) => out.push(r));
+      } catch (error) {
+        blame(error, () => runChain(chain.blamingOps, msg.input, msg.time, () => {}), node.name);
+      }
       return out;
     }
     case 'stage.map': {
       if (node.kind !== 'shuffle') throw new Error(`node ${node.name} is not a shuffle`);
       const parent = node.parents[msg.parentIndex] as GraphNode;
+      const chain = plan.feedOf(parent);
       const side = node.shuffle.mapSide(msg.parentIndex, msg.partition, node.partitions);
-      runChain(plan.feedOf(parent).ops, msg.input, msg.time, blamingSink(side.sink, node.name));
+      try {
+        runChain(chain.ops, msg.input, msg.time, side.sink);
+      } catch (error) {
+        blame(
+          error,
+          () => {
+            const again = node.shuffle.mapSide(msg.parentIndex, msg.partition, node.partitions);
+            runChain(chain.blamingOps, msg.input, msg.time, blamingSink(again.sink, node.name));
+          },
+          node.name,
+        );
+      }
       return side.finish();
     }
     case 'stage.reduce': {
@@ -43,6 +61,20 @@ export function runStageTask(plan: Plan, msg: StageMessage): unknown {
     default:
       return assertNever(msg);
   }
+}
+
+/**
+ * Finds which operator of a failed partition threw by running it again with every
+ * operator tagging its errors; throws that tagged error. If the re-run does not
+ * fail (a non-deterministic function), the first error is blamed on `fallback`.
+ */
+function blame(first: unknown, rerun: () => void, fallback: string): never {
+  try {
+    rerun();
+  } catch (tagged) {
+    throw tagged instanceof OperatorFailure ? tagged : OperatorFailure.of(fallback, tagged);
+  }
+  throw OperatorFailure.of(fallback, first);
 }
 
 /**

@@ -24,7 +24,10 @@ export function spawnState(parent: ActorSystem | ActorRef<never>, name: string, 
         );
         return s;
       case 'state.commit':
-        s.commit();
+        dispatch(
+          msg.replyTo,
+          replyOf(() => s.commit()),
+        );
         return s;
       case 'state.rollback':
         s.rollback();

@@ -5,6 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { concatAll } from './arrays.ts';
 import { checkDuration, checkMultiple } from './durations.ts';
 import { InvalidGraphError } from './errors.ts';
 import { formatPrint, formatRecord } from './format.ts';
@@ -558,5 +559,5 @@ export function transformStreams<U>(
 
 /** @internal `ssc.union` and `DStream.union`. */
 export function unionStreams<T>(graph: GraphBuilder, streams: DStream<T>[]): DStream<T> {
-  return transformStreams<T>(graph, streams as DStream<unknown>[], 'union', (batches) => batches.flat() as T[]);
+  return transformStreams<T>(graph, streams as DStream<unknown>[], 'union', (batches) => concatAll(batches) as T[]);
 }

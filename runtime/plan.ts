@@ -13,8 +13,14 @@ export interface Chain {
   readonly source: GraphNode;
   /** The fused nodes, in the order their operators run. */
   readonly nodes: readonly GraphNode[];
-  /** Their operators, each reporting its own node as the origin of an error it raises. */
+  /** Their operators, fused without any per-record overhead. */
   readonly ops: readonly NarrowOp[];
+  /**
+   * The same operators, each reporting its own node as the origin of an error it
+   * raises. Only a failed partition runs these (again: user functions are
+   * deterministic), so blaming costs nothing while nothing fails.
+   */
+  readonly blamingOps: readonly NarrowOp[];
 }
 
 /** The compiled graph. */
@@ -67,10 +73,15 @@ export function compilePlan(nodes: readonly GraphNode[], outputs: readonly Outpu
     let chain: Chain;
     if (node.kind === 'narrow') {
       const parent = node.parents[0] as GraphNode;
-      const up = fused.has(parent.id) ? chainOf(parent) : { source: parent, nodes: [], ops: [] };
-      chain = { source: up.source, nodes: [...up.nodes, node], ops: [...up.ops, blamingOp(node.narrow, node.name)] };
+      const up = fused.has(parent.id) ? chainOf(parent) : emptyChain(parent);
+      chain = {
+        source: up.source,
+        nodes: [...up.nodes, node],
+        ops: [...up.ops, node.narrow],
+        blamingOps: [...up.blamingOps, blamingOp(node.narrow, node.name)],
+      };
     } else {
-      chain = { source: node, nodes: [], ops: [] };
+      chain = emptyChain(node);
     }
     chains.set(node.id, chain);
     return chain;
@@ -82,8 +93,12 @@ export function compilePlan(nodes: readonly GraphNode[], outputs: readonly Outpu
     outputs,
     byId: new Map(sorted.map((n) => [n.id, n])),
     chainOf,
-    feedOf: (node) => (fused.has(node.id) ? chainOf(node) : { source: node, nodes: [], ops: [] }),
+    feedOf: (node) => (fused.has(node.id) ? chainOf(node) : emptyChain(node)),
   };
+}
+
+function emptyChain(source: GraphNode): Chain {
+  return { source, nodes: [], ops: [], blamingOps: [] };
 }
 
 /** The ids of every node some output depends on. */

@@ -3,6 +3,7 @@
  * The allocation records queue indexes, so a factory that recreates the same array
  * replays the same batches.
  */
+import { concatAll } from '../../runtime/arrays.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
 
 /** Options of queueStream. */
@@ -41,7 +42,7 @@ export function queueSource<T>(queue: readonly (readonly T[])[], options: QueueS
         async read(allocation: Allocation): Promise<T[]> {
           if (allocation.type !== 'queue') throw new Error(`queueStream cannot read a ${allocation.type} allocation`);
           if (allocation.from === allocation.to) return [...(options.defaultBatch ?? [])];
-          return queue.slice(allocation.from, allocation.to).flat() as T[];
+          return concatAll(queue.slice(allocation.from, allocation.to));
         },
         async close() {},
       };

@@ -17,15 +17,27 @@ import { KeyMap } from '../partitioner.ts';
 export class ChangeLog<K> {
   #changed = new KeyMap<K, true>();
   #removed = new KeyMap<K, true>();
+  /**
+   * Off until the first capture (which is always full) or a restore: an app without
+   * checkpoints never pays for a log as large as its state.
+   */
+  #active = false;
+
+  /** Starts logging (a partition restored from snapshots continues its chain). */
+  activate(): void {
+    this.#active = true;
+  }
 
   /** `key` now has a (new) value. */
   changed(key: K): void {
+    if (!this.#active) return;
     this.#removed.delete(key);
     this.#changed.set(key, true);
   }
 
   /** `key` no longer has a value. */
   removed(key: K): void {
+    if (!this.#active) return;
     this.#changed.delete(key);
     this.#removed.set(key, true);
   }
@@ -39,7 +51,10 @@ export class ChangeLog<K> {
     const removed = this.#removed;
     this.#changed = new KeyMap();
     this.#removed = new KeyMap();
-    if (full) return { kind: 'full', entries: entries(), removed: [], meta };
+    // Without a log since the last capture, only a full snapshot is correct.
+    const wasActive = this.#active;
+    this.#active = true;
+    if (full || !wasActive) return { kind: 'full', entries: entries(), removed: [], meta };
     const delta: [K, V][] = [];
     for (const k of changed.keys()) delta.push([k, valueFor(k)]);
     return { kind: 'delta', entries: delta, removed: [...removed.keys()], meta };

@@ -156,6 +156,12 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   }
 
   /** Entries carry their update time, so a restore keeps timeouts exact. */
+  /** Continues the change log of a snapshot chain this partition was restored from. */
+  continueChain(): this {
+    this.#log.activate();
+    return this;
+  }
+
   capture(full: boolean): SnapshotData {
     const map = this.#state.map;
     return this.#log.capture(
@@ -207,7 +213,7 @@ export function mapWithStateSpec<K, V, S, M>(spec: MapWithStateSpec<K, V, S, M>)
       // timeout scan relies on (the sort is stable).
       const ordered = entries.toArray().sort((a, b) => a[1].t - b[1].t);
       const last = meta[meta.length - 1] as { seed: [K, S][] } | undefined;
-      return new MapWithStateState(spec, last?.seed ?? [], ordered);
+      return new MapWithStateState(spec, last?.seed ?? [], ordered).continueChain();
     },
     create: (p, n) => new MapWithStateState(spec, own(spec.initial ?? [], p, n) as [K, S][]),
     restore: (snapshot, p, n) => {

@@ -104,7 +104,13 @@ export class ReducedWindowState<K, V> implements PartitionState {
     this.#heldBefore = undefined;
     if (this.#pending) {
       this.#heldAdded.push(this.#pending.added);
-      if (this.#pending.prunedUpTo !== null) this.#prunedUpTo = this.#pending.prunedUpTo;
+      const cut = this.#pending.prunedUpTo;
+      if (cut !== null) {
+        this.#prunedUpTo = cut;
+        // Batches that left the window are gone from the next delta too (and, with no
+        // checkpoint to capture them, this list must not grow forever).
+        this.#heldAdded = this.#heldAdded.filter((h) => h.time > cut);
+      }
       this.#pending = undefined;
     }
   }
@@ -117,6 +123,12 @@ export class ReducedWindowState<K, V> implements PartitionState {
   }
 
   /** Keyed changes of the window result, plus the batches absorbed since the last capture. */
+  /** Continues the change log of a snapshot chain this partition was restored from. */
+  continueChain(): this {
+    this.#log.activate();
+    return this;
+  }
+
   capture(full: boolean): SnapshotData {
     const meta = full ? { added: this.#held, prunedUpTo: null } : { added: this.#heldAdded, prunedUpTo: this.#prunedUpTo };
     this.#heldAdded = [];
@@ -161,7 +173,7 @@ export function reducedWindowSpec<K, V>(params: ReducedWindowParams<K, V>): Stat
         if (cut !== null) held = held.filter((h) => h.time > cut);
         held = held.concat(meta.added);
       }
-      return new ReducedWindowState(params, held, foldChain<unknown, V>(chain).entries.toArray());
+      return new ReducedWindowState(params, held, foldChain<unknown, V>(chain).entries.toArray()).continueChain();
     },
   };
 }

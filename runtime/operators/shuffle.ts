@@ -3,6 +3,7 @@
  * Each has a map side (runs at the end of the fused chain of each input partition,
  * combining locally when it can) and a reduce side (one per output partition).
  */
+import { concatAll } from '../arrays.ts';
 import type { MapSide, ShuffleSpec, Sink } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
 
@@ -71,7 +72,7 @@ export function partitionByKeyShuffle(): ShuffleSpec {
         finish: () => out,
       };
     },
-    reduceSide: (itemsPerParent) => itemsPerParent.flat(),
+    reduceSide: (itemsPerParent) => concatAll(itemsPerParent),
   };
 }
 
@@ -89,7 +90,7 @@ export function repartitionShuffle(): ShuffleSpec {
         finish: () => out,
       };
     },
-    reduceSide: (itemsPerParent) => itemsPerParent.flat(),
+    reduceSide: (itemsPerParent) => concatAll(itemsPerParent),
   };
 }
 
@@ -115,7 +116,7 @@ export function aggregateShuffle<T, A>(
       };
     },
     reduceSide(itemsPerParent) {
-      const items = itemsPerParent.flat() as A[];
+      const items = concatAll(itemsPerParent) as A[];
       if (items.length === 0) return zero === undefined ? [] : [zero];
       let acc = items[0] as A;
       for (let i = 1; i < items.length; i++) acc = combine(acc, items[i] as A);

@@ -87,6 +87,12 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     this.#touched = [];
   }
 
+  /** Continues the change log of a snapshot chain this partition was restored from. */
+  continueChain(): this {
+    this.#log.activate();
+    return this;
+  }
+
   capture(full: boolean): SnapshotData {
     const state = this.#state;
     return this.#log.capture(
@@ -126,6 +132,6 @@ export function updateStateByKeySpec<K, V, S>(update: UpdateFn<K, V, S>, initial
   return {
     create: (p, n) => new UpdateStateByKeyState(update, seed(initial, p, n)),
     restore: (snapshot, p, n) => new UpdateStateByKeyState(update, seed((snapshot as { entries: [K, S][] }).entries, p, n)),
-    restoreChain: (chain) => new UpdateStateByKeyState(update, foldChain<K, S>(chain).entries),
+    restoreChain: (chain) => new UpdateStateByKeyState(update, foldChain<K, S>(chain).entries).continueChain(),
   };
 }

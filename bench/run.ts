@@ -1,0 +1,69 @@
+/**
+ * `npm run bench`: Tributary's benchmarks, printed as ONE table on stdout (progress
+ * lines go to stderr). Everything is measured in the same process, one benchmark
+ * after the other, on data generated deterministically (runtime/text-generator.ts
+ * and fixed key names), so two runs see the same records.
+ *
+ *   1. word-count  stateless word count (flatMap split -> map [w, 1] -> reduceByKey):
+ *                  Tributary (2 partitions, the default; 1 partition shown for
+ *                  reference) vs a hand-written loop vs RxJS, the same 200k lines,
+ *                  median of 7 interleaved runs after a warm-up; only runBatches is
+ *                  timed. Targets: >= 0.6x the loop, >= 1.5x RxJS (records = lines).
+ *   2. windowed    reduceByKeyAndWindow with an inverse over 100k keys (every batch
+ *                  touches all of them), window = 3 vs 30 batches, slide 1: median
+ *                  per-batch time once the window is full. Target: <= 1.3x.
+ *   3. state       updateStateByKey vs mapWithState with 1M string keys, 10k-record
+ *                  batches; mapWithState at 1M vs 100k keys, run in alternation
+ *                  (target <= 1.5x); heap bytes per state key (heapUsed after a forced
+ *                  GC, before and after loading the keys in a fresh context; target
+ *                  <= 200 B).
+ *
+ * Per-batch times (2, 3) are the wall time of `runBatches(1)` plus the state commit
+ * that nact runs just after it resolves; BatchInfo.processingMs, which leaves the
+ * commit out, is printed alongside. A missed target prints "NOT met" and never
+ * changes the exit code. The process re-executes itself with --expose-gc (needed for
+ * the heap measurements). `npm run bench -- word-count state` runs a subset.
+ * Takes about a minute on a 2-core machine.
+ */
+import { spawnSync } from 'node:child_process';
+import { benchState } from './state.ts';
+import { type Row, renderTable } from './table.ts';
+import { progress } from './util.ts';
+import { benchWindowed } from './windowed.ts';
+import { benchWordCount } from './word-count.ts';
+
+const BENCHES: Record<string, () => Promise<Row[]>> = {
+  'word-count': () => benchWordCount(),
+  windowed: () => benchWindowed(),
+  state: () => benchState(),
+};
+
+function reexecWithGc(): never {
+  const script = process.argv[1] as string;
+  const child = spawnSync(process.execPath, [...process.execArgv, '--expose-gc', script, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+  });
+  if (child.error) throw child.error;
+  process.exit(child.status ?? 1);
+}
+
+async function main(): Promise<void> {
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') reexecWithGc();
+  const asked = process.argv.slice(2);
+  for (const name of asked) {
+    if (!(name in BENCHES)) throw new Error(`unknown benchmark ${name}; known: ${Object.keys(BENCHES).join(', ')}`);
+  }
+  const names = asked.length > 0 ? asked : Object.keys(BENCHES);
+  const started = performance.now();
+  const rows: Row[] = [];
+  for (const name of names) {
+    const t0 = performance.now();
+    rows.push(...(await (BENCHES[name] as () => Promise<Row[]>)()));
+    progress(`${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(0);
+  const title = `Tributary benchmarks (node ${process.version}, ${process.arch}; medians; total ${seconds} s)`;
+  process.stdout.write(`${renderTable(title, rows)}\n`);
+}
+
+await main();

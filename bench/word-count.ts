@@ -1,0 +1,165 @@
+/**
+ * Benchmark 1: stateless word count (flatMap split -> map to [w, 1] -> reduceByKey
+ * sum), batch by batch, over the same lines in three implementations: Tributary
+ * (ManualClock + queueStream + foreachBatch), a hand-written loop (a Map of counts
+ * per batch) and RxJS (from(lines) -> mergeMap split -> map -> reduce into a Map).
+ */
+import { from, map, mergeMap, reduce } from 'rxjs';
+import { StreamingContext, textLine } from '../runtime/index.ts';
+import { ManualClock } from '../runtime/testing.ts';
+import { ms, type Row, rate, ratio, targetRow } from './table.ts';
+import { fullGc, median, progress, quietLogger, settle, timeMs } from './util.ts';
+
+/** Sizes of the word-count data. */
+export interface WordCountConfig {
+  readonly lines: number;
+  readonly batches: number;
+  readonly wordsPerLine: number;
+  readonly vocabulary: number;
+  /** Partitions of the measured Tributary context (the default of a context is 2). */
+  readonly partitions: number;
+  readonly runs: number;
+  readonly seed: number;
+}
+
+export const WORD_COUNT_DEFAULTS: WordCountConfig = {
+  lines: 200_000,
+  batches: 10,
+  wordsPerLine: 8,
+  vocabulary: 10_000,
+  partitions: 2,
+  runs: 7,
+  seed: 42,
+};
+
+/** Per-batch result of one implementation: distinct words and total count, to cross-check them. */
+type Summary = { distinct: number; total: number }[];
+
+/** The generated lines, split into batches. */
+export function wordCountBatches(cfg: WordCountConfig): string[][] {
+  const perBatch = Math.ceil(cfg.lines / cfg.batches);
+  const batches: string[][] = [];
+  for (let b = 0; b < cfg.batches; b++) {
+    const lines: string[] = [];
+    const end = Math.min(cfg.lines, (b + 1) * perBatch);
+    for (let i = b * perBatch; i < end; i++)
+      lines.push(textLine(i, cfg.seed, { vocabulary: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine }));
+    batches.push(lines);
+  }
+  return batches;
+}
+
+function summarizeMaps(maps: Map<string, number>[]): Summary {
+  return maps.map((m) => {
+    let total = 0;
+    for (const n of m.values()) total += n;
+    return { distinct: m.size, total };
+  });
+}
+
+function summarizePairs(batches: [string, number][][]): Summary {
+  return batches.map((pairs) => {
+    let total = 0;
+    for (const [, n] of pairs) total += n;
+    return { distinct: new Set(pairs.map(([w]) => w)).size, total };
+  });
+}
+
+/** The hand-written loop: a Map of counts per batch. */
+export function plainLoop(batches: readonly string[][]): Map<string, number>[] {
+  const out: Map<string, number>[] = [];
+  for (const lines of batches) {
+    const counts = new Map<string, number>();
+    for (let i = 0; i < lines.length; i++) {
+      const words = (lines[i] as string).split(' ');
+      for (let j = 0; j < words.length; j++) {
+        const w = words[j] as string;
+        counts.set(w, (counts.get(w) ?? 0) + 1);
+      }
+    }
+    out.push(counts);
+  }
+  return out;
+}
+
+/** The same pipeline in RxJS, one (synchronous) reduce per batch. */
+function rxjsPipeline(batches: readonly string[][]): Map<string, number>[] {
+  const out: Map<string, number>[] = [];
+  for (const lines of batches) {
+    from(lines)
+      .pipe(
+        mergeMap((line) => line.split(' ')),
+        map((w) => [w, 1] as [string, number]),
+        reduce((counts, [w, n]) => counts.set(w, (counts.get(w) ?? 0) + n), new Map<string, number>()),
+      )
+      .subscribe((counts) => out.push(counts));
+  }
+  return out;
+}
+
+/** Tributary: a fresh context per run; only `runBatches` is timed (start and stop are not). */
+export async function tributary(batches: readonly string[][], partitions: number): Promise<{ ms: number; out: [string, number][][] }> {
+  const ssc = new StreamingContext({ appName: 'bench-wc', batchDuration: 1000, partitions, clock: new ManualClock(), logger: quietLogger });
+  const out: [string, number][][] = [];
+  ssc
+    .queueStream(batches)
+    .flatMap((line) => line.split(' '))
+    .map((w) => [w, 1] as [string, number])
+    .reduceByKey((a, b) => a + b)
+    .foreachBatch((records) => {
+      out.push(records);
+    });
+  await ssc.start();
+  const elapsed = await timeMs(() => ssc.runBatches(batches.length));
+  await ssc.stop();
+  await settle();
+  return { ms: elapsed, out };
+}
+
+function sameSummary(a: Summary, b: Summary): boolean {
+  return a.length === b.length && a.every((x, i) => x.distinct === b[i]?.distinct && x.total === b[i]?.total);
+}
+
+/** Runs benchmark 1 and returns its table rows. */
+export async function benchWordCount(cfg: WordCountConfig = WORD_COUNT_DEFAULTS): Promise<Row[]> {
+  const name = '1. word count';
+  progress(`${name}: generating ${cfg.lines.toLocaleString('en-US')} lines (${cfg.wordsPerLine} words, vocabulary ${cfg.vocabulary})`);
+  const batches = wordCountBatches(cfg);
+
+  // Warm-up, and a check that the three agree batch by batch.
+  progress(`${name}: warm-up and cross-check`);
+  const expected = summarizeMaps(plainLoop(batches));
+  const rx = summarizeMaps(rxjsPipeline(batches));
+  const trib = summarizePairs((await tributary(batches, cfg.partitions)).out);
+  if (!sameSummary(expected, rx)) throw new Error('word count: RxJS disagrees with the plain loop');
+  if (!sameSummary(expected, trib)) throw new Error('word count: Tributary disagrees with the plain loop');
+  await tributary(batches, 1);
+
+  const times = { tributary: [] as number[], single: [] as number[], plain: [] as number[], rxjs: [] as number[] };
+  for (let run = 1; run <= cfg.runs; run++) {
+    progress(`${name}: run ${run}/${cfg.runs}`);
+    fullGc();
+    times.plain.push(await timeMs(() => plainLoop(batches)));
+    fullGc();
+    times.rxjs.push(await timeMs(() => rxjsPipeline(batches)));
+    fullGc();
+    times.tributary.push((await tributary(batches, cfg.partitions)).ms);
+    fullGc();
+    times.single.push((await tributary(batches, 1)).ms);
+  }
+  const t = median(times.tributary);
+  const p = median(times.plain);
+  const r = median(times.rxjs);
+  const perSecond = (elapsedMs: number) => (cfg.lines / elapsedMs) * 1000;
+  const value = (elapsedMs: number) => `${rate(perSecond(elapsedMs), 'rec/s')} (${ms(elapsedMs)}/run)`;
+  const shape = `${cfg.lines / 1000}k lines x ${cfg.wordsPerLine} words, ${cfg.batches} batches, vocabulary ${cfg.vocabulary / 1000}k`;
+  return [
+    { bench: name, measure: `${shape}; records = lines; median of ${cfg.runs} runs`, value: '' },
+    { bench: name, measure: `Tributary, ${cfg.partitions} partitions (targets)`, value: value(t) },
+    { bench: name, measure: 'Tributary, 1 partition (for reference)', value: value(median(times.single)) },
+    { bench: name, measure: 'plain loop (Map per batch)', value: value(p) },
+    { bench: name, measure: 'RxJS 7 (mergeMap/map/reduce)', value: value(r) },
+    targetRow(name, 'Tributary / plain loop', p / t, { op: '>=', limit: 0.6 }, ratio),
+    targetRow(name, 'Tributary / RxJS', r / t, { op: '>=', limit: 1.5 }, ratio),
+  ];
+}
