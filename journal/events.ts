@@ -17,6 +17,8 @@ export interface FingerprintEntry {
   readonly slideMs: number;
   readonly partitions: number;
   readonly params: Readonly<Record<string, number | string | boolean>>;
+  /** Set when only operators with a uid consume this node (e.g. the group step of a uid'd updateStateByKey): it comes and goes with them. */
+  readonly ownedByUid?: boolean;
 }
 
 /** Where one state partition's snapshot is stored. */

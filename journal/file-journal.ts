@@ -5,8 +5,9 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { crc32c } from '@node-rs/crc32';
 import type { Logger } from '../runtime/logger.ts';
-import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
+import { decodeValue, encodeFrame, encodeValue, FRAME_HEADER_BYTES, scanFrames } from './codec.ts';
 import { CorruptCheckpointError } from './errors.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 import type { Journal, JournalContents } from './journal.ts';
@@ -25,6 +26,26 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * True when a whole frame holding a valid event starts after `offset`. A torn write
+ * is always the last frame, so a frame "running past the end" (e.g. its length
+ * damaged) with committed frames after it is damage in the middle, not a torn tail.
+ */
+function eventFrameFollows(buf: Buffer, offset: number): boolean {
+  for (let k = offset + FRAME_HEADER_BYTES; k + FRAME_HEADER_BYTES < buf.length; k++) {
+    const length = buf.readUInt32LE(k);
+    if (length === 0 || k + FRAME_HEADER_BYTES + length > buf.length) continue;
+    const payload = buf.subarray(k + FRAME_HEADER_BYTES, k + FRAME_HEADER_BYTES + length);
+    if (crc32c(payload) !== buf.readUInt32LE(k + 4)) continue;
+    try {
+      if (invalidEvent(decodeValue(payload)) === undefined) return true;
+    } catch {
+      // Not an event: keep looking.
+    }
+  }
+  return false;
 }
 
 /** Throws (a programmer error) unless `event` may be journaled. */
@@ -105,7 +126,8 @@ export class FileJournal implements Journal {
       const scan = scanFrames(buf);
       const last = i === segments.length - 1;
       if (scan.stop) {
-        if (scan.stop.reason === 'torn' && last) {
+        // Checked for frames after it: cutting a damaged length in the middle would drop committed events.
+        if (scan.stop.reason === 'torn' && last && !eventFrameFollows(buf, scan.stop.offset)) {
           this.#logger.warn(
             { file, offset: scan.stop.offset, bytes: buf.length - scan.validBytes },
             'journal ends with a torn frame (a crash mid-write): cutting it off',

@@ -11,6 +11,7 @@ import { InvalidGraphError } from './errors.ts';
 import { formatPrint, formatRecord } from './format.ts';
 import type { GraphNode, NarrowOp, ShuffleSpec, StatefulSpec } from './graph.ts';
 import type { GraphBuilder } from './graph-builder.ts';
+import { jetStreamSink, type ToJetStreamOptions } from './jetstream-sink.ts';
 import { type MapWithStateSpec, mapWithStateSpec } from './operators/map-with-state.ts';
 import { checkArray, filterOp, flatMapOp, flatMapValuesOp, glomOp, mapOp, mapPartitionsOp, mapValuesOp } from './operators/narrow.ts';
 import { reducedWindowSpec } from './operators/reduced-window.ts';
@@ -372,6 +373,32 @@ export class DStream<T> {
   /** Calls `f` with every batch (`[]` when empty); a returned promise is awaited. */
   foreachBatch(f: (records: T[], time: number) => void | Promise<void>): void {
     this.graph.addOutput(this.node, 'foreachBatch', (records, time) => f(records as T[], time));
+  }
+
+  /**
+   * Publishes every record to a JetStream subject with message ids derived from the
+   * app, this output, the batch time and the record's position: a batch re-run after
+   * a crash adds no duplicates (exactly-once end to end within the stream's
+   * duplicate window). Uses the context's NATS connection.
+   */
+  toJetStream(subject: string, options: ToJetStreamOptions<T> = {}): void {
+    if (typeof subject !== 'string' || subject.length === 0 || /[\s*>]/.test(subject)) {
+      throw new InvalidGraphError(`toJetStream needs a subject without spaces or wildcards, got ${JSON.stringify(subject)}`);
+    }
+    const graph = this.graph;
+    let name = '';
+    graph.addOutput(
+      this.node,
+      'toJetStream',
+      jetStreamSink(
+        () => graph.nats(),
+        subject,
+        graph.appName,
+        () => name,
+        options,
+      ),
+    );
+    name = (graph.outputs[graph.outputs.length - 1] as { name: string }).name;
   }
 
   /**

@@ -47,6 +47,26 @@ export function stableKeys(nodes: readonly GraphNode[], outputs: readonly Output
 }
 
 /**
+ * Ids of the nodes without a uid that only operators with a uid consume, directly or
+ * through other such nodes: the internal steps of a uid'd operator (updateStateByKey's
+ * group, mapWithState's partitioning) or a stateless branch feeding only uid'd ones.
+ */
+function ownedByUid(nodes: readonly GraphNode[], outputs: readonly OutputOp[]): Set<number> {
+  const consumers = new Map<number, (GraphNode | undefined)[]>();
+  for (const n of nodes) for (const p of n.parents) consumers.set(p.id, [...(consumers.get(p.id) ?? []), n]);
+  // An output has no uid of its own: a node with an output is never owned.
+  for (const op of outputs) consumers.set(op.stream.id, [...(consumers.get(op.stream.id) ?? []), undefined]);
+  const owned = new Set<number>();
+  // Children have higher ids than their parents: from the newest node back, each child is decided first.
+  for (const n of [...nodes].sort((a, b) => b.id - a.id)) {
+    const users = consumers.get(n.id) ?? [];
+    if (n.uid !== undefined || users.length === 0) continue;
+    if (users.every((c) => c !== undefined && (c.uid !== undefined || owned.has(c.id)))) owned.add(n.id);
+  }
+  return owned;
+}
+
+/**
  * The fingerprint of a graph: what must match for a checkpoint to be reusable.
  *
  * @example
@@ -57,6 +77,7 @@ export function fingerprintOf(
   outputs: readonly OutputOp[],
   keys: ReadonlyMap<number, string>,
 ): FingerprintEntry[] {
+  const owned = ownedByUid(nodes, outputs);
   const entries: FingerprintEntry[] = nodes.map((n) => ({
     key: keys.get(n.id) as string,
     operator: n.operator,
@@ -64,6 +85,7 @@ export function fingerprintOf(
     slideMs: n.slideMs,
     partitions: n.partitions,
     params: n.params,
+    ...(owned.has(n.id) ? { ownedByUid: true } : {}),
   }));
   for (const op of outputs) {
     entries.push({
@@ -104,13 +126,14 @@ export function compareFingerprints(journaled: readonly FingerprintEntry[], curr
   for (const [key, e] of before) {
     const now = after.get(key);
     if (now === undefined) {
-      if (e.uid === null) out.push(`removed: ${describe(e)}`);
+      // Steps that only uid'd operators use may go with them (an upgrade removing a uid'd updateStateByKey).
+      if (e.uid === null && e.ownedByUid !== true) out.push(`removed: ${describe(e)}`);
       continue;
     }
     if (describe(now) !== describe(e)) out.push(`changed: ${describe(e)} -> ${describe(now)}`);
   }
   for (const [key, e] of after) {
-    if (!before.has(key) && e.uid === null) out.push(`added: ${describe(e)}`);
+    if (!before.has(key) && e.uid === null && e.ownedByUid !== true) out.push(`added: ${describe(e)}`);
   }
   return out;
 }

@@ -3,6 +3,7 @@
  * and refuses changes once the context started.
  */
 
+import type { NatsConnection } from '@nats-io/transport-node';
 import { InvalidGraphError } from './errors.ts';
 import type { GraphNode, NodeBase, OutputOp } from './graph.ts';
 
@@ -16,6 +17,10 @@ export class GraphBuilder {
   readonly outputs: OutputOp[] = [];
   readonly batchDurationMs: number;
   readonly defaultPartitions: number;
+  /** The app's name (sinks derive message ids from it). */
+  appName = '';
+  /** The context's shared NATS connection, for sinks (set by the context). */
+  nats: () => Promise<NatsConnection> = () => Promise.reject(new Error('no NATS connection configured'));
   #frozen = false;
   #nextId = 1;
 

@@ -2,8 +2,11 @@
  * The public surface of Tributary (`import ... from 'tributary'`).
  */
 
+export type { CheckpointStats } from '../actors/checkpointer.ts';
 export type { BatchInfo } from '../actors/driver.ts';
 export type { GeneratorStreamOptions } from '../actors/receivers/generator.ts';
+export type { JetStreamStreamOptions } from '../actors/receivers/jetstream.ts';
+export type { NatsStreamOptions } from '../actors/receivers/nats.ts';
 export type { QueueStreamOptions } from '../actors/receivers/queue.ts';
 export { Receiver } from '../actors/receivers/receiver.ts';
 export type { SocketTextStreamOptions } from '../actors/receivers/socket.ts';
@@ -14,6 +17,7 @@ export type { App, AppOptions } from './app.ts';
 export { defineApp } from './app.ts';
 export type { CancelTimer, Clock } from './clock.ts';
 export { SystemClock } from './clock.ts';
+export type { Decoder, Encoder } from './decoders.ts';
 export type {
   MapWithStateOptions,
   PartitionOptions,
@@ -33,7 +37,9 @@ export {
   SourceFailedError,
   TributaryError,
 } from './errors.ts';
+export type { ToJetStreamOptions } from './jetstream-sink.ts';
 export type { Logger } from './logger.ts';
+export type { NatsOptions } from './nats-connection.ts';
 export type { MapWithStateFn, MapWithStateSpec } from './operators/map-with-state.ts';
 export { State } from './operators/map-with-state.ts';
 export type { UpdateFn, UpdateInfo } from './operators/update-state-by-key.ts';

@@ -3,6 +3,7 @@
  * encodable record, then read the records that allocation names. Keeping the two
  * apart is what lets a later journal store the allocation and replay it.
  */
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { ActorRef, ActorSystem } from '../actors/system.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './logger.ts';
@@ -14,8 +15,10 @@ import type { Logger } from './logger.ts';
 export type Allocation =
   | { readonly type: 'queue'; readonly from: number; readonly to: number }
   | { readonly type: 'sequence'; readonly from: number; readonly to: number }
-  | { readonly type: 'files'; readonly names: readonly string[] }
-  | { readonly type: 'blocks'; readonly ids: readonly string[] };
+  // `ignored`: files present at a fresh start (not read), journaled with the first batch so a restart before any checkpoint still ignores them.
+  | { readonly type: 'files'; readonly names: readonly string[]; readonly ignored?: readonly string[] }
+  | { readonly type: 'blocks'; readonly ids: readonly string[] }
+  | { readonly type: 'jetstream'; readonly stream: string; readonly from: number; readonly to: number };
 
 /** Records a receiver accepted, cut into a block when a batch is allocated. */
 export interface ReceivedBlock {
@@ -41,6 +44,10 @@ export interface SourceEnv {
   writeBlock(block: ReceivedBlock): Promise<void>;
   /** What the journal knows of this input when the app resumes from a checkpoint. */
   readonly recovery?: InputRecovery;
+  /** The context's shared NATS connection (NATS sources). */
+  nats(): Promise<NatsConnection>;
+  /** Reports a record that could not be decoded and went to a dead-letter subject. */
+  deadLetter(info: { readonly subject: string; readonly error: string }): void;
 }
 
 /** A resuming input's journaled past. */

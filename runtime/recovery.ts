@@ -9,22 +9,27 @@ import type { ReplayJob } from '../actors/driver.ts';
 import { CorruptCheckpointError, IncompatibleCheckpointError } from '../journal/errors.ts';
 import type { JournalEvent } from '../journal/events.ts';
 import { FileJournal } from '../journal/file-journal.ts';
-import type { Journal } from '../journal/journal.ts';
+import { JetStreamJournal } from '../journal/jetstream-journal.ts';
+import type { Journal, JournalContents } from '../journal/journal.ts';
 import { foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
 import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
+import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 import { compareFingerprints, fingerprintOf } from './fingerprint.ts';
 import type { GraphNode, OutputOp, PartitionState } from './graph.ts';
 import type { Allocation, InputRecovery } from './input-source.ts';
 import type { Logger } from './logger.ts';
+import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
 import type { Plan } from './plan.ts';
 
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
 
 /** What opening needs to know about the app. */
 export interface OpenCheckpointArgs {
+  /** A directory, or a NATS URL for JetStream. */
   readonly dir: string;
+  readonly nats?: NatsOptions | undefined;
   readonly appName: string;
   readonly batchDurationMs: number;
   readonly nowMs: number;
@@ -92,6 +97,16 @@ function inputRecoveries(
   return out;
 }
 
+async function openStores(args: OpenCheckpointArgs): Promise<{ journal: Journal; store: SnapshotStore }> {
+  if (!isNatsUrl(args.dir)) return { journal: new FileJournal(args.dir, args.logger), store: new FileSnapshotStore(args.dir) };
+  const target = parseNatsUrl(args.dir, args.nats);
+  const nc = await connectNats(target, `tributary-${args.appName}-driver`);
+  return {
+    journal: new JetStreamJournal(nc, args.appName, target.replicas, args.logger),
+    store: new JetStreamSnapshotStore(nc, args.appName, target.replicas),
+  };
+}
+
 /**
  * Opens (or creates) the checkpoint of an app.
  *
@@ -99,9 +114,14 @@ function inputRecoveries(
  * const opened = await openCheckpoint({ dir, appName, batchDurationMs, nowMs, nodes, outputs, plan, keys, settings, logger });
  */
 export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCheckpoint> {
-  const journal = new FileJournal(args.dir, args.logger);
-  const store = new FileSnapshotStore(args.dir);
-  const contents = await journal.open();
+  const { journal, store } = await openStores(args);
+  let contents: JournalContents;
+  try {
+    contents = await journal.open();
+  } catch (error) {
+    await journal.close().catch(() => {});
+    throw error;
+  }
   try {
     const folded = foldJournal(contents.events);
     const graph = fingerprintOf(args.nodes, args.outputs, args.keys);

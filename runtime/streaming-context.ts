@@ -4,9 +4,12 @@
  */
 
 import { promises as fs } from 'node:fs';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../actors/checkpointer.ts';
 import { type BatchInfo, Driver } from '../actors/driver.ts';
 import { type GeneratorStreamOptions, generatorSource } from '../actors/receivers/generator.ts';
+import { type JetStreamStreamOptions, jetstreamSource } from '../actors/receivers/jetstream.ts';
+import { type NatsStreamOptions, natsSource } from '../actors/receivers/nats.ts';
 import { type QueueStreamOptions, queueSource } from '../actors/receivers/queue.ts';
 import { type Receiver, receiverSource } from '../actors/receivers/receiver.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../actors/receivers/socket.ts';
@@ -23,6 +26,7 @@ import { GraphBuilder } from './graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from './input-source.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { ManualClock } from './manual-clock.ts';
+import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
 import { compilePlan } from './plan.ts';
 import { type OpenedCheckpoint, openCheckpoint } from './recovery.ts';
 
@@ -44,6 +48,11 @@ export interface StreamingContextConfig {
   readonly taskTimeoutMs?: number;
   /** Every n-th snapshot of a state partition is full, the others incremental (default 5). */
   readonly snapshotFullEvery?: number;
+  /**
+   * NATS for sources and sinks (natsStream, jetstreamStream, toJetStream); by default
+   * the checkpoint's NATS URL when checkpoints are in JetStream.
+   */
+  readonly nats?: NatsOptions & { readonly url: string };
 }
 
 /** Callbacks about the running app (Spark's StreamingListener). */
@@ -54,6 +63,8 @@ export interface StreamingListener {
   onBatchStarted?(info: { readonly time: number; readonly schedulingDelayMs: number }): void;
   /** A checkpoint was committed (its snapshots stored, then journaled). */
   onCheckpointCompleted?(stats: CheckpointStats): void;
+  /** A record could not be decoded and went to a dead-letter subject; `total` counts them. */
+  onDeadLetter?(info: { readonly stream: string; readonly subject: string; readonly error: string; readonly total: number }): void;
   onBatchCompleted?(info: BatchInfo): void;
   /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
@@ -94,6 +105,9 @@ export class StreamingContext {
   #lifecycle: Lifecycle = 'initialized';
   #checkpointDir: string | undefined;
   #createOnError = false;
+  #natsOptions: NatsOptions = {};
+  #nats: Promise<NatsConnection> | undefined;
+  #deadLetters = 0;
   #checkpointer: Checkpointer | undefined;
   #journal: Journal | undefined;
   #opened: OpenedCheckpoint | undefined;
@@ -128,6 +142,8 @@ export class StreamingContext {
     this.#clock = config.clock ?? new SystemClock();
     this.logger = config.logger ?? createLogger(config.appName);
     this.graph = new GraphBuilder(this.batchDurationMs, partitions);
+    this.graph.appName = config.appName;
+    this.graph.nats = () => this.#natsConnection();
     this.#config = config;
     this.#terminated = new Promise<void>((resolve, reject) => {
       this.#terminate = { resolve, reject };
@@ -159,6 +175,22 @@ export class StreamingContext {
     return this.#input('textFileStream', textFileSource(directory, options));
   }
 
+  /**
+   * Records from a core NATS subject, through the write-ahead log (nothing the
+   * receiver accepted is lost). Undecodable messages go to a dead-letter subject.
+   */
+  natsStream<T = string>(subject: string, options: NatsStreamOptions<T> = {}): DStream<T> {
+    return this.#input('natsStream', natsSource(subject, options));
+  }
+
+  /**
+   * Records of a JetStream stream, read directly: each batch is a journaled sequence
+   * range, and a replay reads the same range.
+   */
+  jetstreamStream<T = string>(options: JetStreamStreamOptions<T>): DStream<T> {
+    return this.#input('jetstreamStream', jetstreamSource(options));
+  }
+
   /** Records a custom receiver `store()`s. */
   receiverStream<T>(receiver: Receiver<T>): DStream<T> {
     return this.#input('receiverStream', receiverSource(receiver));
@@ -175,18 +207,22 @@ export class StreamingContext {
   }
 
   /**
-   * Sets the checkpoint directory: the journal and state snapshots live there, and a
-   * start with an existing journal resumes from it.
+   * Sets where checkpoints live: a directory (the embedded file journal) or a NATS
+   * URL (`nats://host:port[,host:port][?replicas=3]`: the journal in a JetStream
+   * stream, snapshots in an object store bucket). A start with an existing journal
+   * resumes from it.
    */
-  checkpoint(directory: string): void {
+  checkpoint(location: string, options: NatsOptions = {}): void {
     this.graph.assertOpen('checkpoint');
-    if (typeof directory !== 'string' || directory.length === 0) {
-      throw new InvalidConfigError('checkpoint needs a directory');
+    if (typeof location !== 'string' || location.length === 0) {
+      throw new InvalidConfigError('checkpoint needs a directory or a nats:// URL');
     }
-    if (/^[a-z]+:\/\//i.test(directory)) {
-      throw new InvalidConfigError(`checkpoint ${directory}: only local directories are supported so far`);
+    if (isNatsUrl(location)) parseNatsUrl(location, options);
+    else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
+      throw new InvalidConfigError(`checkpoint ${location}: use a local directory or a nats:// URL`);
     }
-    this.#checkpointDir = directory;
+    this.#checkpointDir = location;
+    this.#natsOptions = options;
   }
 
   /** Where time comes from. */
@@ -309,6 +345,7 @@ export class StreamingContext {
     const open = () =>
       openCheckpoint({
         dir,
+        nats: this.#natsOptions,
         appName: this.appName,
         batchDurationMs: this.batchDurationMs,
         nowMs: now,
@@ -322,12 +359,35 @@ export class StreamingContext {
     try {
       return await open();
     } catch (error) {
-      if (!this.#createOnError || (error as { code?: string }).code !== 'CORRUPT_CHECKPOINT') throw error;
+      // Moving aside is for directories; a JetStream checkpoint is never deleted implicitly.
+      if (!this.#createOnError || isNatsUrl(dir) || (error as { code?: string }).code !== 'CORRUPT_CHECKPOINT') throw error;
       const aside = `${dir}.corrupt-${process.pid}-${this.clock.now()}`;
       this.logger.warn({ err: error, movedTo: aside }, 'checkpoint unreadable: moved aside, starting afresh (createOnError)');
       await fs.rename(dir, aside);
       return open();
     }
+  }
+
+  /** The shared NATS connection of sources and sinks, opened on first use. */
+  #natsConnection(): Promise<NatsConnection> {
+    if (this.#nats === undefined) {
+      const configured = this.#config.nats;
+      const url =
+        configured?.url ?? (this.#checkpointDir !== undefined && isNatsUrl(this.#checkpointDir) ? this.#checkpointDir : undefined);
+      if (url === undefined) {
+        return Promise.reject(
+          new InvalidConfigError('NATS sources and sinks need { nats: { url } } in the config or a nats:// checkpoint'),
+        );
+      }
+      this.#nats = connectNats(parseNatsUrl(url, configured ?? this.#natsOptions), `tributary-${this.appName}-io`);
+      this.#nats.catch(() => {});
+    }
+    return this.#nats;
+  }
+
+  /** Number of records sent to dead-letter subjects so far. */
+  get deadLetters(): number {
+    return this.#deadLetters;
   }
 
   /** Checkpoint interval: the smallest one set on a stateful stream, else Spark's default. */
@@ -433,6 +493,12 @@ export class StreamingContext {
       batchDurationMs: this.batchDurationMs,
       zeroTimeMs: this.#zeroTimeMs,
       fail: (error: Error) => void this.#fail(error),
+      nats: () => this.#natsConnection(),
+      deadLetter: ({ subject, error }) => {
+        const total = ++this.#deadLetters;
+        this.logger.warn({ stream: node.name, subject, error, total }, 'record sent to the dead-letter subject');
+        this.#notify((l) => l.onDeadLetter?.({ stream: node.name, subject, error, total }));
+      },
       writeBlock: checkpointer ? (block) => checkpointer.blockReceived(key, block) : async () => {},
       received: (records: number) => {
         for (const l of this.#listeners) l.onRecordsReceived?.({ stream: node.name, records });
@@ -497,6 +563,9 @@ export class StreamingContext {
     const inputs = [...this.#inputs.values()];
     this.#inputs.clear();
     await Promise.allSettled(inputs.map((i) => i.close()));
+    const nats = this.#nats;
+    this.#nats = undefined;
+    if (nats) await nats.then((nc) => nc.drain()).catch(() => {});
     const journal = this.#journal;
     this.#journal = undefined;
     if (journal) {

@@ -2,6 +2,7 @@
  * Custom receivers (Spark's Receiver API) and the actor that buffers what they
  * store until the driver allocates it to a batch.
  */
+import { randomBytes } from 'node:crypto';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/errors.ts';
 import { assertNever } from '../../runtime/graph.ts';
 import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/input-source.ts';
@@ -80,6 +81,13 @@ export abstract class Receiver<T> {
     this.#link?.env.fail(new SourceFailedError(`${this.#link.env.name}: ${message}`, { cause: error }));
   }
 
+  /** What the running context offers its sources (NATS connection, dead letters, ...). */
+  protected get env(): SourceEnv {
+    const link = this.#link;
+    if (link === undefined) throw new Error('the receiver is not started');
+    return link.env;
+  }
+
   /** The app's logger. */
   protected get logger(): Logger {
     const link = this.#link;
@@ -126,6 +134,8 @@ interface Buffer {
 }
 
 let blockSeq = 0;
+// Not the pid alone: a restarted container reuses pid 1, and a pending block's id from before the crash must not recur.
+const processToken = `${process.pid}.${randomBytes(4).toString('hex')}`;
 
 /**
  * The input source of a receiver: an actor collects what it stores; each batch cuts
@@ -159,7 +169,7 @@ export function receiverSource<T>(
             return buf;
           case 'receiver.cut': {
             const records = buf.records;
-            const block = records.length === 0 ? null : { id: `${env.name}-${msg.time}-${process.pid}-${++blockSeq}`, records };
+            const block = records.length === 0 ? null : { id: `${env.name}-${msg.time}-${processToken}-${++blockSeq}`, records };
             dispatch(msg.replyTo, { ok: true, value: block });
             receiver.drained(records.length);
             return { records: [], blocks: buf.blocks + (block ? 1 : 0) };

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/errors.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import type { Allocation, InputRecovery, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
 
 /** Options of textFileStream. */
 export interface TextFileStreamOptions {
@@ -37,6 +37,16 @@ async function listFilesOrFail(env: SourceEnv, dir: string): Promise<string[]> {
   }
 }
 
+/** The files a resuming stream has seen: read by earlier batches, or ignored at the first start. */
+async function recoveredSeen(env: SourceEnv, dir: string, recovery: InputRecovery, options: TextFileStreamOptions): Promise<string[]> {
+  // No checkpoint and no batch yet: nothing says what the first start ignored, so this is a fresh start.
+  if (recovery.position === undefined && recovery.allocations.length === 0 && !options.includeExisting) return listFilesOrFail(env, dir);
+  return [
+    ...(Array.isArray(recovery.position) ? (recovery.position as string[]) : []),
+    ...recovery.allocations.flatMap((a) => (a.type === 'files' ? [...a.names, ...(a.ignored ?? [])] : [])),
+  ];
+}
+
 /**
  * The source of textFileStream.
  *
@@ -51,23 +61,19 @@ export function textFileSource(directory: string, options: TextFileStreamOptions
     params: { directory: dir },
     async open(env: SourceEnv): Promise<OpenInput<string>> {
       const recovery = env.recovery;
+      const existing = recovery ? [] : options.includeExisting ? [] : await listFilesOrFail(env, dir);
       // Resuming: the files of earlier batches are seen; files added meanwhile are new.
-      const seen = new Set<string>(
-        recovery
-          ? [
-              ...(Array.isArray(recovery.position) ? (recovery.position as string[]) : []),
-              ...recovery.allocations.flatMap((a) => (a.type === 'files' ? a.names : [])),
-            ]
-          : options.includeExisting
-            ? []
-            : await listFilesOrFail(env, dir),
-      );
+      const seen = new Set<string>(recovery ? await recoveredSeen(env, dir, recovery, options) : existing);
+      // The first batch journals what was ignored at the start: no checkpoint may hold it yet.
+      let ignored = existing.length > 0 ? existing : undefined;
       return {
         position: () => [...seen],
         async allocate(): Promise<Allocation> {
           const fresh = (await listFilesOrFail(env, dir)).filter((n) => !seen.has(n));
           for (const n of fresh) seen.add(n);
-          return { type: 'files', names: fresh };
+          const allocation: Allocation = { type: 'files', names: fresh, ...(ignored ? { ignored } : {}) };
+          ignored = undefined;
+          return allocation;
         },
         async read(allocation: Allocation): Promise<string[]> {
           if (allocation.type !== 'files') throw new Error(`textFileStream cannot read a ${allocation.type} allocation`);

@@ -1,0 +1,60 @@
+/**
+ * The JetStream sink: publishes every record of a batch with a message id made of
+ * the app, the output, the batch time and the record's position, so a batch that
+ * runs again after a crash adds no duplicates (JetStream drops a repeated id within
+ * the target stream's `duplicate_window`, 2 minutes by default: keep it longer than
+ * a restart takes). Publishes that time out are retried with the same id.
+ */
+import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { delayMs } from './clock.ts';
+import { type Encoder, encoderOf } from './decoders.ts';
+
+/** Options of toJetStream. */
+export interface ToJetStreamOptions<T> {
+  /** How a record becomes message data (default json). */
+  readonly encode?: Encoder<T>;
+}
+
+/** Publishes in flight at once (acks are awaited per window). */
+const PUBLISH_WINDOW = 256;
+const PUBLISH_ATTEMPTS_MAX = 30;
+
+async function publishOnce(js: ReturnType<typeof jetstream>, subject: string, data: Uint8Array, msgID: string): Promise<void> {
+  let wait = 100;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await js.publish(subject, data, { msgID, timeout: 5000 });
+      return;
+    } catch (error) {
+      // API errors (no stream for the subject, limits) are not transient.
+      if (error instanceof JetStreamApiError || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
+      await delayMs(wait);
+      wait = Math.min(wait * 2, 1000);
+    }
+  }
+}
+
+/**
+ * The run function of a toJetStream output.
+ *
+ * @example
+ * const run = jetStreamSink(() => nats(), 'results', 'wc', () => 'toJetStream#9', {});
+ */
+export function jetStreamSink<T>(
+  nats: () => Promise<NatsConnection>,
+  subject: string,
+  appName: string,
+  outputName: () => string,
+  options: ToJetStreamOptions<T>,
+): (records: unknown[], time: number) => Promise<void> {
+  const encode = encoderOf(options.encode ?? ('json' as Encoder<T>));
+  return async (records, time) => {
+    const js = jetstream(await nats());
+    const prefix = `${appName}-${outputName()}-${time}`;
+    for (let i = 0; i < records.length; i += PUBLISH_WINDOW) {
+      const window = records.slice(i, i + PUBLISH_WINDOW);
+      await Promise.all(window.map((r, j) => publishOnce(js, subject, encode(r as T), `${prefix}-${i + j}`)));
+    }
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Snapshots in a JetStream object store bucket per app (`TRIBUTARY_<app>_SNAPSHOTS`),
+ * one object per partition snapshot, named `<operator>/<partition>/<time>`. The
+ * object store checks its own SHA-256 digest; the frames inside keep their CRC32C
+ * and are validated after reading, as on disk.
+ */
+import { StorageType } from '@nats-io/jetstream';
+import { type ObjectStore, Objm } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { scanFrames } from '../journal/codec.ts';
+import { CorruptCheckpointError } from '../journal/errors.ts';
+import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
+import type { SnapshotData } from './snapshot-data.ts';
+import type { SnapshotStore } from './snapshot-store.ts';
+
+function objectName(key: SnapshotKey): string {
+  return `${encodeURIComponent(key.operator)}/${key.partition}/${key.time}`;
+}
+
+function parseName(name: string): SnapshotKey | undefined {
+  const m = /^([^/]+)\/(\d+)\/(\d+)$/.exec(name);
+  if (!m) return undefined;
+  return { operator: decodeURIComponent(m[1] as string), partition: Number(m[2]), time: Number(m[3]) };
+}
+
+/**
+ * The JetStream snapshot store.
+ *
+ * @example
+ * const store = new JetStreamSnapshotStore(nc, 'wc', 1);
+ */
+export class JetStreamSnapshotStore implements SnapshotStore {
+  readonly #nc: NatsConnection;
+  readonly #bucket: string;
+  readonly #replicas: number;
+  #store: Promise<ObjectStore> | undefined;
+
+  constructor(nc: NatsConnection, appName: string, replicas: number) {
+    this.#nc = nc;
+    this.#bucket = `TRIBUTARY_${appName}_SNAPSHOTS`;
+    this.#replicas = replicas;
+  }
+
+  #os(): Promise<ObjectStore> {
+    this.#store ??= new Objm(this.#nc).create(this.#bucket, { replicas: this.#replicas, storage: StorageType.File });
+    return this.#store;
+  }
+
+  async write(key: SnapshotKey, data: SnapshotData): Promise<number> {
+    const frames: Buffer[] = [];
+    for await (const frame of encodeSnapshot(key, data)) frames.push(frame);
+    const bytes = Buffer.concat(frames);
+    await (await this.#os()).putBlob({ name: objectName(key) }, bytes);
+    return bytes.length;
+  }
+
+  async read(key: SnapshotKey): Promise<SnapshotData> {
+    const where = `${this.#bucket}/${objectName(key)}`;
+    let data: Uint8Array | null;
+    try {
+      data = await (await this.#os()).getBlob(objectName(key));
+    } catch (error) {
+      throw new CorruptCheckpointError(`snapshot ${where} cannot be read: ${(error as Error).message}`, { cause: error });
+    }
+    if (data === null) throw new CorruptCheckpointError(`snapshot ${where} is missing`);
+    const scan = scanFrames(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    if (scan.stop)
+      throw new CorruptCheckpointError(`snapshot ${where} has a bad frame at offset ${scan.stop.offset} (${scan.stop.reason})`);
+    return decodeSnapshot(key, scan.payloads, where);
+  }
+
+  async retain(keep: (key: SnapshotKey) => boolean): Promise<void> {
+    const os = await this.#os();
+    for (const info of await os.list()) {
+      if (info.deleted) continue;
+      const key = parseName(info.name);
+      if (key !== undefined && !keep(key)) await os.delete(info.name);
+    }
+  }
+
+  async sizeBytes(): Promise<number> {
+    return (await (await this.#os()).status()).size;
+  }
+}
