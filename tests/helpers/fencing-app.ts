@@ -1,0 +1,19 @@
+/**
+ * The app two drivers fight over in the fencing tests: the same graph in the test
+ * process and in the child process, so that only the writer lock can refuse one.
+ */
+import type { Clock } from '../../runtime/clock.ts';
+import type { Logger } from '../../runtime/logger.ts';
+import { StreamingContext } from '../../runtime/streaming-context.ts';
+
+/** A small stateful app on `dir` (empty queue batches; a running count of them). */
+export function fencingApp(dir: string, clock: Clock, logger: Logger): StreamingContext {
+  const ssc = new StreamingContext({ appName: 'fencing', batchDuration: 100, partitions: 1, clock, logger });
+  ssc.checkpoint(dir);
+  ssc
+    .queueStream<string>([], { defaultBatch: ['tick'] })
+    .map((w) => [w, 1] as [string, number])
+    .updateStateByKey<string, number, number>((vs, s) => (s ?? 0) + vs.length)
+    .foreachBatch(() => {});
+  return ssc;
+}
