@@ -47,7 +47,7 @@ async function run(file: string, args: string[], options: { forever?: boolean; d
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
-  if (ssc.state === 'initialized') await ssc.start();
+  if (ssc.lifecycle === 'initialized') await ssc.start();
   if (!options.forever) {
     process.stderr.write(`running for ${options.duration} s (--forever to keep going, Ctrl-C to stop)\n`);
     void delayMs(options.duration * 1000).then(() => stop(`${options.duration} s elapsed`));

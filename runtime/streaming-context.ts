@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../actors/checkpointer.ts';
 import { type BatchInfo, Driver } from '../actors/driver.ts';
+import { type Reply, type StateMessage, unwrap } from '../actors/messages.ts';
 import { type GeneratorStreamOptions, generatorSource } from '../actors/receivers/generator.ts';
 import { type JetStreamStreamOptions, jetstreamSource } from '../actors/receivers/jetstream.ts';
 import { type NatsStreamOptions, natsSource } from '../actors/receivers/nats.ts';
@@ -14,7 +15,7 @@ import { type QueueStreamOptions, queueSource } from '../actors/receivers/queue.
 import { type Receiver, receiverSource } from '../actors/receivers/receiver.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../actors/receivers/text-file.ts';
-import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
+import { type ActorRef, type ActorSystem, ask, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
 import type { Journal } from '../journal/journal.ts';
 import { type CancelTimer, type Clock, SystemClock } from './clock.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
@@ -27,6 +28,7 @@ import type { InputSource, OpenInput, SourceEnv } from './input-source.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { ManualClock } from './manual-clock.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
+import { partitionOf } from './partitioner.ts';
 import { compilePlan } from './plan.ts';
 import { type OpenedCheckpoint, openCheckpoint } from './recovery.ts';
 
@@ -385,6 +387,31 @@ export class StreamingContext {
     return this.#nats;
   }
 
+  /**
+   * Reads the live state of the stateful operator named `uid`, consistent as of the
+   * last completed batch (a batch in progress is not visible).
+   *
+   * @example
+   * const n = await ssc.state<string, number>('totals').get('word');
+   */
+  state<K, S>(uid: string): { get(key: K): Promise<S | undefined> } {
+    const node = this.graph.nodes.find((n) => n.uid === uid);
+    if (node === undefined || node.kind !== 'stateful') {
+      throw new InvalidConfigError(`no stateful operator has uid ${JSON.stringify(uid)}: set one with .uid(name)`);
+    }
+    return {
+      get: async (key: K) => {
+        const driver = this.#driver;
+        if (driver === undefined || this.#lifecycle !== 'active')
+          throw new InvalidStateError(`state(${uid}) read on a ${this.#lifecycle} context`);
+        const ref = driver.stateRefs(node.id)[partitionOf(key, node.partitions)];
+        if (ref === undefined) throw new InvalidStateError(`state(${uid}) is not running (no output uses it)`);
+        const reply = await ask<StateMessage, Reply<unknown>>(ref, (replyTo) => ({ type: 'state.lookup', replyTo, key }), 30_000);
+        return unwrap(reply) as S | undefined;
+      },
+    };
+  }
+
   /** Number of records sent to dead-letter subjects so far. */
   get deadLetters(): number {
     return this.#deadLetters;
@@ -459,8 +486,8 @@ export class StreamingContext {
     return this.#zeroTimeMs;
   }
 
-  /** `initialized`, `active` or `stopped`. */
-  get state(): Lifecycle {
+  /** `initialized`, `active` or `stopped` (Spark's `getState()`). */
+  get lifecycle(): Lifecycle {
     return this.#lifecycle;
   }
 

@@ -194,7 +194,7 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   }
 
   lookup(key: unknown): unknown {
-    return this.#state.get(key as K)?.s;
+    return this.#state.committed(key as K)?.s;
   }
 }
 

@@ -147,7 +147,7 @@ export class ReducedWindowState<K, V> implements PartitionState {
   }
 
   lookup(key: unknown): unknown {
-    return this.#current.get(key);
+    return this.#current.committed(key);
   }
 }
 

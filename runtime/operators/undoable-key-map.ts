@@ -24,6 +24,13 @@ export class UndoableKeyMap<K, V> {
     return this.map.get(key);
   }
 
+  /** The value as of the last commit (what a reader outside the batch may see). */
+  committed(key: K): V | undefined {
+    const before = this.#before.get(key);
+    if (before !== undefined) return before.had ? before.value : undefined;
+    return this.map.get(key);
+  }
+
   has(key: K): boolean {
     return this.map.has(key);
   }

@@ -134,7 +134,7 @@ test('corruption - a flipped byte in the middle of the journal is CORRUPT_CHECKP
   t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT');
   t.true(error?.message.includes(last), error?.message);
   t.true(error?.message.includes(`offset ${victim.offset}`), error?.message);
-  t.is(broken.state, 'stopped');
+  t.is(broken.lifecycle, 'stopped');
   await t.throwsAsync(broken.awaitTermination(), { message: error?.message });
 
   // The failed start let go of the directory: repaired, it resumes and the outputs are right.

@@ -76,7 +76,7 @@ test('fencing - a second driver in the same process is FENCED while the first ru
   const error = await t.throwsAsync(second.start());
   t.is((error as { code?: string }).code, 'FENCED');
   t.true(error?.message.includes(`process ${process.pid}`), error?.message);
-  t.is(second.state, 'stopped');
+  t.is(second.lifecycle, 'stopped');
 
   // The refused driver changed nothing: the first still owns the lock and goes on.
   t.like(await readLock(dir), { pid: process.pid, epoch });

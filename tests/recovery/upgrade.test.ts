@@ -136,7 +136,7 @@ test('upgrade - a changed window length is INCOMPATIBLE_CHECKPOINT listing the c
     differences.join('\n'),
   );
   t.true(error?.message.includes(differences[0] as string));
-  t.is(changed.state, 'stopped');
+  t.is(changed.lifecycle, 'stopped');
 
   // Refused without harm: the old version still resumes from the same directory.
   const again = await StreamingContext.getOrCreate(dir, () => app(clock, outputs()), { clock });

@@ -330,7 +330,7 @@ for (const c of failureCases) {
     t.is(failed.message, `batch 2000 failed in ${c.operator}: ${boom.message}`);
     await t.throwsAsync(ssc.awaitTermination(), { is: failed });
     t.deepEqual(errors, [failed]);
-    t.is(ssc.state, 'stopped');
+    t.is(ssc.lifecycle, 'stopped');
   });
 }
 
@@ -594,7 +594,7 @@ test('lifecycle - graceful stop() finishes the running and queued batches', asyn
   await held.entered;
   await events.submittedAt(3000);
   const stopped = ssc.stop();
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
   held.release();
   await stopped;
   await run;
@@ -629,7 +629,7 @@ test('lifecycle - stop() before start() and twice is harmless', async (t) => {
   await ssc.stop();
   await ssc.stop();
   await ssc.awaitTermination();
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
 });
 
 test('lifecycle - crash() resolves awaitTermination and runs no further batch', async (t) => {
@@ -647,7 +647,7 @@ test('lifecycle - crash() resolves awaitTermination and runs no further batch', 
   await drainWithAnotherContext();
   t.deepEqual(held.seen, [1000]);
   t.deepEqual(events.infos, [], 'the abandoned batch reports nothing');
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
 });
 
 test('lifecycle - crash() of an idle context resolves awaitTermination', async (t) => {

@@ -139,7 +139,7 @@ async function transformFailure(t: ExecutionContext, appName: string, via: 'runB
   t.is(failed.batchTime, 1000);
   t.is((failed.cause as TributaryError).code, 'INVALID_TRANSFORM_RESULT');
   t.regex((failed.cause as Error).message, /must return an array, got number/);
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
 }
 
 test('transform - a non-array result fails the batch, surfaced by runBatches', (t) => transformFailure(t, 'v-transform-run', 'runBatches'));
@@ -236,7 +236,7 @@ test('lifecycle - start() without outputs is INVALID_GRAPH and the context can s
   const ssc = context('v-no-outputs');
   const s = ssc.queueStream<number>([[1]]).map((x) => x + 1);
   await rejectsCode(t, ssc.start(), 'INVALID_GRAPH', /no output operations/);
-  t.is(ssc.state, 'initialized');
+  t.is(ssc.lifecycle, 'initialized');
   const out = collectBatches(s);
   await ssc.start();
   await ssc.runBatches(1);
@@ -254,7 +254,7 @@ test('lifecycle - a source that fails to open rejects start() and ends the conte
   const ssc = context('v-open-fails');
   collectBatches(ssc.receiverStream(new Broken()));
   const error = await t.throwsAsync(ssc.start(), { message: 'cannot connect' });
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
   await t.throwsAsync(ssc.awaitTermination(), { is: error });
   await rejectsCode(t, ssc.runBatches(1), 'INVALID_STATE', /stopped/);
   await ssc.stop();
@@ -312,7 +312,7 @@ test('graph - a duplicate uid is INVALID_GRAPH naming the uid and both operators
   t.regex(error?.message ?? '', /"counts"/);
   t.regex(error?.message ?? '', /reduceByKey/);
   t.regex(error?.message ?? '', /map/);
-  t.not(ssc.state, 'active');
+  t.not(ssc.lifecycle, 'active');
 });
 
 test('graph - an empty uid is INVALID_GRAPH', (t) => {
@@ -363,5 +363,5 @@ test('config - a good config starts with the defaults', async (t) => {
   collectBatches(ssc.queueStream<number>([]));
   await ssc.start();
   await ssc.stop();
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
 });

@@ -262,7 +262,7 @@ test('receiverStream - fail() stops the context with SOURCE_FAILED', async (t) =
   const error = await t.throwsAsync(ssc.awaitTermination(), { instanceOf: SourceFailedError });
   t.is(error?.code, 'SOURCE_FAILED');
   t.regex(error?.message ?? '', /upstream is gone/);
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
   t.true(receiver.isStopped());
 });
 

@@ -170,7 +170,7 @@ test('textFileStream - a directory that does not exist fails start() with SOURCE
   ssc.textFileStream(dir).foreachBatch(() => {});
   const error = await t.throwsAsync(ssc.start(), { instanceOf: SourceFailedError });
   t.is(error?.code, 'SOURCE_FAILED');
-  t.is(ssc.state, 'stopped');
+  t.is(ssc.lifecycle, 'stopped');
 });
 
 test('textFileStream - a directory removed while running stops the context with SOURCE_FAILED naming it', async (t) => {
