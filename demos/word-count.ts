@@ -62,7 +62,9 @@ function build(rate: number): StreamingContext {
   });
   ssc.addStreamingListener({
     onCheckpointCompleted: (c) =>
-      process.stdout.write(`    checkpoint at ${new Date(c.time).toISOString().slice(11, 19)}: ${c.entries} entries, ${c.snapshotBytes} bytes\n`),
+      process.stdout.write(
+        `    checkpoint at ${new Date(c.time).toISOString().slice(11, 19)}: ${c.entries} entries, ${c.snapshotBytes} bytes\n`,
+      ),
   });
   return ssc;
 }
