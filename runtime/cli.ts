@@ -11,6 +11,7 @@ import type { App } from './app.ts';
 import { delayMs } from './clock.ts';
 import { TributaryError } from './errors.ts';
 import { StatusLine } from './status-line.ts';
+import { supervise } from './supervisor.ts';
 
 async function loadApp(file: string): Promise<App> {
   const full = path.resolve(file);
@@ -69,10 +70,88 @@ program
   .option('--forever', 'run until stopped (default: stop after --duration)')
   .option('--duration <seconds>', 'stop gracefully after this many seconds', seconds, 20)
   .option('--no-status', 'do not show the live status line')
+  .option('--supervise', 'restart the driver after a failure (with backoff)')
+  .option('--max-restarts <n>', 'with --supervise: crashes allowed within the window', (v) => positiveInt(v), 5)
+  .option('--restart-window <seconds>', 'with --supervise: the window crashes are counted in', seconds, 60)
   .allowUnknownOption(true)
-  .action(async (file: string, args: string[], options: { forever?: boolean; duration: number; status: boolean }) => {
+  .action(async (file: string, args: string[], options: RunCliOptions) => {
+    if (options.supervise) {
+      // The supervisor runs this same command without --supervise as its child.
+      const argv = process.argv.slice(2).filter((a, i, all) => !['--supervise'].includes(a) && !isOptionValue(all, i));
+      const code = await supervise(process.execPath, [...process.execArgv, process.argv[1] as string, ...argv], {
+        maxRestarts: options.maxRestarts,
+        windowMs: options.restartWindow * 1000,
+      });
+      process.exit(code);
+    }
     await run(file, args, options);
   });
+
+interface RunCliOptions {
+  forever?: boolean;
+  duration: number;
+  status: boolean;
+  supervise?: boolean;
+  maxRestarts: number;
+  restartWindow: number;
+}
+
+/** True for the value of --max-restarts or --restart-window (dropped with the option). */
+function isOptionValue(all: string[], i: number): boolean {
+  const a = all[i] as string;
+  const prev = all[i - 1];
+  return a === '--max-restarts' || a === '--restart-window' || prev === '--max-restarts' || prev === '--restart-window';
+}
+
+program
+  .command('chaos')
+  .description('kill the driver and nats-servers at seeded random moments and check nothing was lost')
+  .argument('[workload]', 'the workload to run (word-count)', 'word-count')
+  .option('--kills <n>', 'number of kills', (v) => positiveInt(v), 20)
+  .option('--seed <n>', 'seed of the kill moments and targets (printed in the report)', (v) => positiveInt(v), Date.now() % 100_000)
+  .option('--targets <list>', 'what to kill: driver, nats or both (driver,nats)', 'driver')
+  .option('--journal <kind>', 'checkpoint journal: file or nats', 'file')
+  .option('--cluster', 'with --journal nats: a 3-node cluster and an R3 journal (default when nats is a target)')
+  .option('--timeout <seconds>', 'give up after this long', seconds, 480)
+  .option('--keep', 'keep the work directory (outputs and checkpoint)')
+  .option('--no-progress', 'no progress bar')
+  .action(async (workload: string, o: ChaosCliOptions) => {
+    if (workload !== 'word-count') throw new TributaryError('INVALID_CONFIG', `unknown chaos workload ${workload} (available: word-count)`);
+    const targets = o.targets.split(',').map((t) => t.trim());
+    for (const t of targets) if (t !== 'driver' && t !== 'nats') throw new InvalidArgumentError(`unknown target ${t}`);
+    if (o.journal !== 'file' && o.journal !== 'nats') throw new InvalidArgumentError(`unknown journal ${o.journal}`);
+    const { runChaos, formatChaosReport } = await import('./chaos/runner.ts');
+    process.stderr.write(`chaos: ${o.kills} kills of ${targets.join(',')} on the ${o.journal} journal, seed ${o.seed}\n`);
+    const report = await runChaos({
+      kills: o.kills,
+      seed: o.seed,
+      targets: targets as ('driver' | 'nats')[],
+      journal: o.journal,
+      ...(o.cluster ? { cluster: true } : {}),
+      timeoutMs: o.timeout * 1000,
+      progress: o.progress && process.stderr.isTTY === true,
+      keep: o.keep === true,
+    });
+    process.stdout.write(formatChaosReport(report));
+    if (!report.passed) process.exit(2);
+  });
+
+interface ChaosCliOptions {
+  kills: number;
+  seed: number;
+  targets: string;
+  journal: 'file' | 'nats';
+  cluster?: boolean;
+  timeout: number;
+  keep?: boolean;
+  progress: boolean;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number >= 0');
+  return n;
+}
 
 program.parseAsync(process.argv).then(
   () => process.exit(0),

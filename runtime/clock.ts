@@ -59,6 +59,17 @@ export function delayMs(ms: number): Promise<void> {
 }
 
 /**
+ * Resolves after a real delay and keeps the process alive meanwhile (a supervisor
+ * waiting to restart its child has nothing else to wait on).
+ *
+ * @example
+ * await holdMs(500);
+ */
+export function holdMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
  * Calls `fn` every `ms` of real time until the returned function is called.
  *
  * @example
