@@ -17,15 +17,24 @@
  *                  (target <= 1.5x); heap bytes per state key (heapUsed after a forced
  *                  GC, before and after loading the keys in a fresh context; target
  *                  <= 200 B).
+ *   4. checkpoint  what `ssc.checkpoint(dir)` costs: word count and updateStateByKey
+ *                  (100k keys) with checkpointing off vs on, alternated, 60 batches,
+ *                  a checkpoint every 10 (target: on/off throughput >= 0.9x);
+ *                  snapshot writeMs and size at 1M keys, full vs incremental (1% of
+ *                  the keys touched), with the largest event-loop stall of a full write
+ *                  (target <= 50 ms); recovery of 1M keys after a crash (getOrCreate +
+ *                  start + 10 replayed batches, target < 3 s) with its breakdown.
+ *                  See bench/checkpoint.ts.
  *
  * Per-batch times (2, 3) are the wall time of `runBatches(1)` plus the state commit
  * that nact runs just after it resolves; BatchInfo.processingMs, which leaves the
  * commit out, is printed alongside. A missed target prints "NOT met" and never
  * changes the exit code. The process re-executes itself with --expose-gc (needed for
  * the heap measurements). `npm run bench -- word-count state` runs a subset.
- * Takes about a minute on a 2-core machine.
+ * Takes about two and a half minutes on a 2-core machine (checkpoint: ~1.5 of them).
  */
 import { spawnSync } from 'node:child_process';
+import { benchCheckpoint } from './checkpoint.ts';
 import { benchState } from './state.ts';
 import { type Row, renderTable } from './table.ts';
 import { progress } from './util.ts';
@@ -36,6 +45,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   'word-count': () => benchWordCount(),
   windowed: () => benchWindowed(),
   state: () => benchState(),
+  checkpoint: () => benchCheckpoint(),
 };
 
 function reexecWithGc(): never {
