@@ -162,12 +162,22 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
     return this;
   }
 
+  /** Entries are written as `[key, [state, time]]`: half the bytes of `{s, t}` records. */
   capture(full: boolean): SnapshotData {
     const map = this.#state.map;
     return this.#log.capture(
       full,
-      (k) => map.get(k),
-      () => map.toArray(),
+      (k) => {
+        const e = map.get(k) as Entry<S>;
+        return [e.s, e.t];
+      },
+      () => {
+        const out: [K, [S, number]][] = [];
+        map.forEach((e, k) => {
+          out.push([k, [e.s, e.t]]);
+        });
+        return out;
+      },
       { seed: this.#pendingSeed ?? [] },
     );
   }
@@ -208,11 +218,22 @@ export function mapWithStateSpec<K, V, S, M>(spec: MapWithStateSpec<K, V, S, M>)
   const own = (entries: readonly [K, unknown][], p: number, n: number) => entries.filter(([k]) => partitionOf(k, n) === p);
   return {
     restoreChain: (chain) => {
-      const { entries, meta } = foldChain<K, Entry<S>>(chain);
+      const last = chain[chain.length - 1]?.meta as { seed: [K, S][] } | undefined;
+      const toEntry = (e: readonly [unknown, unknown]): [K, Entry<S>] => {
+        const [s, t] = e[1] as [S, number];
+        return [e[0] as K, { s, t }];
+      };
+      if (chain.length === 1) {
+        // A full capture walks the map in update-time order: no sort needed.
+        return new MapWithStateState(spec, last?.seed ?? [], (chain[0]?.entries ?? []).map(toEntry)).continueChain();
+      }
+      const { entries } = foldChain<K, [S, number]>(chain);
       // Deltas list keys in first-touch order: re-sort by update time, which the
       // timeout scan relies on (the sort is stable).
-      const ordered = entries.toArray().sort((a, b) => a[1].t - b[1].t);
-      const last = meta[meta.length - 1] as { seed: [K, S][] } | undefined;
+      const ordered = entries
+        .toArray()
+        .map(toEntry)
+        .sort((a, b) => a[1].t - b[1].t);
       return new MapWithStateState(spec, last?.seed ?? [], ordered).continueChain();
     },
     create: (p, n) => new MapWithStateState(spec, own(spec.initial ?? [], p, n) as [K, S][]),

@@ -24,67 +24,98 @@ const NO_VALUES: never[] = [];
  * builds the next state in a new map and swaps it in on commit (rollback drops it).
  */
 export class UpdateStateByKeyState<K, V, S> implements PartitionState {
-  #state: KeyMap<K, S>;
-  #next: KeyMap<K, S> | undefined;
+  readonly #state: KeyMap<K, S>;
   readonly #update: UpdateFn<K, V, S>;
   readonly #log = new ChangeLog<K>();
-  /** Keys the pending batch changed (true) or removed (false), applied to the log on commit. */
-  #touched: [K, boolean][] = [];
+  /**
+   * The pending batch's undo log: every key it changed with its old value (absent
+   * keys were added). Each key is visited once per batch, so plain arrays do and a
+   * batch costs one map write per changed key, not a rebuilt map.
+   */
+  #undoKeys: K[] = [];
+  #undoValues: (S | undefined)[] = [];
+  #undoHad: boolean[] = [];
+  /** The old values by key, built only if a reader asks during a batch. */
+  #undoIndex: KeyMap<K, S | undefined> | undefined;
 
   constructor(update: UpdateFn<K, V, S>, initial: KeyMap<K, S>) {
     this.#update = update;
     this.#state = initial;
   }
 
-  step(input: unknown[], time: number): StepResult {
+  step(input: unknown[], time: number, emit = true): StepResult {
     const values = new KeyMap<K, V[]>();
     for (const item of input) {
       const [k, vs] = item as [K, V[]];
       values.set(k, vs);
     }
-    const next = new KeyMap<K, S>();
-    const output: [K, S][] = [];
-    const touched: [K, boolean][] = [];
+    // Without an emit (a replayed batch whose outputs ran before), no output is built.
+    const output: [K, S][] | undefined = emit ? [] : undefined;
+    const state = this.#state;
+    const undoKeys: K[] = [];
+    const undoValues: (S | undefined)[] = [];
+    const undoHad: boolean[] = [];
+    this.#undoKeys = undoKeys;
+    this.#undoValues = undoValues;
+    this.#undoHad = undoHad;
+    this.#undoIndex = undefined;
     const update = this.#update;
-    this.#state.forEach((s, key) => {
+    state.forEach((s, key) => {
       const vs = values.get(key);
       if (vs !== undefined) values.delete(key);
       const ns = update(vs ?? NO_VALUES, s, { key, time });
-      if (ns !== undefined) {
-        next.set(key, ns);
-        output.push([key, ns]);
-        // States are values: a new value, or new input, is a change to checkpoint.
-        if (ns !== s || vs !== undefined) touched.push([key, true]);
-      } else {
-        touched.push([key, false]);
+      if (ns === undefined) {
+        undoKeys.push(key);
+        undoValues.push(s);
+        undoHad.push(true);
+        state.delete(key);
+        return;
       }
+      // States are values: a new value, or new input, is a change to checkpoint.
+      if (ns !== s || vs !== undefined) {
+        undoKeys.push(key);
+        undoValues.push(s);
+        undoHad.push(true);
+        if (ns !== s) state.set(key, ns);
+      }
+      output?.push([key, ns]);
     });
     values.forEach((vs, key) => {
       const ns = update(vs, undefined, { key, time });
-      if (ns !== undefined) {
-        next.set(key, ns);
-        output.push([key, ns]);
-        touched.push([key, true]);
-      }
+      if (ns === undefined) return;
+      undoKeys.push(key);
+      undoValues.push(undefined);
+      undoHad.push(false);
+      state.set(key, ns);
+      output?.push([key, ns]);
     });
-    this.#next = next;
-    this.#touched = touched;
-    return { output };
+    return { output: output ?? [] };
   }
 
   commit(): void {
-    if (this.#next !== undefined) this.#state = this.#next;
-    this.#next = undefined;
-    for (const [key, present] of this.#touched) {
-      if (present) this.#log.changed(key);
+    const state = this.#state;
+    for (const key of this.#undoKeys) {
+      if (state.has(key)) this.#log.changed(key);
       else this.#log.removed(key);
     }
-    this.#touched = [];
+    this.#clearUndo();
   }
 
   rollback(): void {
-    this.#next = undefined;
-    this.#touched = [];
+    const state = this.#state;
+    for (let i = this.#undoKeys.length - 1; i >= 0; i--) {
+      const key = this.#undoKeys[i] as K;
+      if (this.#undoHad[i]) state.set(key, this.#undoValues[i] as S);
+      else state.delete(key);
+    }
+    this.#clearUndo();
+  }
+
+  #clearUndo(): void {
+    this.#undoKeys = [];
+    this.#undoValues = [];
+    this.#undoHad = [];
+    this.#undoIndex = undefined;
   }
 
   /** Continues the change log of a snapshot chain this partition was restored from. */
@@ -107,7 +138,18 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     return { entries: this.#state.toArray() };
   }
 
+  /** The committed value: a batch in progress is not visible. */
   lookup(key: unknown): unknown {
+    if (this.#undoKeys.length > 0) {
+      if (this.#undoIndex === undefined) {
+        const index = new KeyMap<K, S | undefined>();
+        this.#undoKeys.forEach((k, i) => {
+          index.set(k, this.#undoHad[i] ? this.#undoValues[i] : undefined);
+        });
+        this.#undoIndex = index;
+      }
+      if (this.#undoIndex.has(key as K)) return this.#undoIndex.get(key as K);
+    }
     return this.#state.get(key as K);
   }
 
