@@ -33,6 +33,18 @@ export function decoderOf<T>(decoder: Decoder<T>): (data: Uint8Array) => T {
 }
 
 /**
+ * Why a decoder failed, as one line of at most 200 characters fit for a NATS
+ * header (nats.js throws on CR/LF in header values; a custom decoder may throw a non-Error).
+ *
+ * @example
+ * decodeFailure(new SyntaxError('Unexpected token')) // 'Unexpected token'
+ */
+export function decodeFailure(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return (text.replace(/[\r\n]+/g, ' ').trim() || 'undecodable').slice(0, 200);
+}
+
+/**
  * The function an encoder names.
  *
  * @example

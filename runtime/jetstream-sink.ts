@@ -20,15 +20,21 @@ export interface ToJetStreamOptions<T> {
 const PUBLISH_WINDOW = 256;
 const PUBLISH_ATTEMPTS_MAX = 30;
 
-async function publishOnce(js: ReturnType<typeof jetstream>, subject: string, data: Uint8Array, msgID: string): Promise<void> {
+async function publishOnce(
+  nc: NatsConnection,
+  js: ReturnType<typeof jetstream>,
+  subject: string,
+  data: Uint8Array,
+  msgID: string,
+): Promise<void> {
   let wait = 100;
   for (let attempt = 1; ; attempt++) {
     try {
       await js.publish(subject, data, { msgID, timeout: 5000 });
       return;
     } catch (error) {
-      // API errors (no stream for the subject, limits) are not transient.
-      if (error instanceof JetStreamApiError || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
+      // API errors (limits, bad subject) are not transient; nor is a closed connection (the app stopped or crashed: no retrying for ~30 s).
+      if (error instanceof JetStreamApiError || nc.isClosed() || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
       await delayMs(wait);
       wait = Math.min(wait * 2, 1000);
     }
@@ -50,11 +56,12 @@ export function jetStreamSink<T>(
 ): (records: unknown[], time: number) => Promise<void> {
   const encode = encoderOf(options.encode ?? ('json' as Encoder<T>));
   return async (records, time) => {
-    const js = jetstream(await nats());
+    const nc = await nats();
+    const js = jetstream(nc);
     const prefix = `${appName}-${outputName()}-${time}`;
     for (let i = 0; i < records.length; i += PUBLISH_WINDOW) {
       const window = records.slice(i, i + PUBLISH_WINDOW);
-      await Promise.all(window.map((r, j) => publishOnce(js, subject, encode(r as T), `${prefix}-${i + j}`)));
+      await Promise.all(window.map((r, j) => publishOnce(nc, js, subject, encode(r as T), `${prefix}-${i + j}`)));
     }
   };
 }

@@ -6,7 +6,7 @@
  */
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { type Decoder, decoderOf } from '../../runtime/decoders.ts';
+import { type Decoder, decodeFailure, decoderOf } from '../../runtime/decoders.ts';
 import { InvalidConfigError } from '../../runtime/errors.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
 
@@ -55,13 +55,15 @@ export function jetstreamSource<T>(options: JetStreamStreamOptions<T>): InputSou
       const jsm = await jetstreamManager(nc);
       const js = jetstream(nc);
       const info = await jsm.streams.info(stream);
-      let next: number;
       const recovered = env.recovery?.position;
-      if (typeof recovered === 'number') next = recovered;
+      let resumeAt: number | undefined = typeof recovered === 'number' ? recovered : undefined;
+      for (const a of env.recovery?.allocations ?? []) if (a.type === 'jetstream') resumeAt = Math.max(resumeAt ?? a.to, a.to);
+      // startAt applies to the first start only: with journaled ranges and no checkpoint yet, `new` would skip the downtime.
+      let next: number;
+      if (resumeAt !== undefined) next = resumeAt;
       else if (startAt === 'first') next = Math.max(1, info.state.first_seq);
       else if (startAt === 'new') next = info.state.last_seq + 1;
       else next = startAt;
-      for (const a of env.recovery?.allocations ?? []) if (a.type === 'jetstream') next = Math.max(next, a.to);
       return {
         position: () => next,
         async allocate(): Promise<Allocation> {
@@ -82,18 +84,21 @@ export function jetstreamSource<T>(options: JetStreamStreamOptions<T>): InputSou
             opt_start_seq: from,
             ...(options.subject ? { filter_subjects: options.subject } : {}),
           });
-          const pending = (await consumer.info()).num_pending;
-          if (pending === 0) return out;
-          const messages = await consumer.consume({ max_messages: READ_BATCH_MESSAGES });
+          let messages: Awaited<ReturnType<typeof consumer.consume>> | undefined;
           try {
+            const pending = (await consumer.info()).num_pending;
+            if (pending === 0) return out;
+            messages = await consumer.consume({ max_messages: READ_BATCH_MESSAGES });
             for await (const m of messages) {
               if (m.seq >= to) break;
               try {
-                out.push(decode(m.data));
+                // Dead letters stored back into the stream read (its subjects cover them) are skipped: reading them would loop.
+                if (m.subject !== deadLetter) out.push(decode(m.data));
               } catch (e) {
-                const reason = (e as Error).message;
+                // One line: a CR/LF in a header value throws and would fail the whole batch.
+                const reason = decodeFailure(e);
                 const h = natsHeaders();
-                h.set('Tributary-Error', reason.slice(0, 200));
+                h.set('Tributary-Error', reason);
                 h.set('Tributary-Stream-Seq', String(m.seq));
                 nc.publish(deadLetter, m.data, { headers: h });
                 env.deadLetter({ subject: deadLetter, error: reason });
@@ -102,7 +107,9 @@ export function jetstreamSource<T>(options: JetStreamStreamOptions<T>): InputSou
               if (m.seq >= to - 1 || m.info.pending === 0) break;
             }
           } finally {
-            messages.stop();
+            messages?.stop();
+            // Else each batch's consumer stays on the server for its 5-minute inactive threshold (and counts against max_consumers).
+            await consumer.delete().catch(() => {});
           }
           return out;
         },

@@ -5,7 +5,7 @@
  * goes to the dead-letter subject and never stops the app.
  */
 import { headers as natsHeaders, type Subscription } from '@nats-io/transport-node';
-import { type Decoder, decoderOf } from '../../runtime/decoders.ts';
+import { type Decoder, decodeFailure, decoderOf } from '../../runtime/decoders.ts';
 import { InvalidConfigError } from '../../runtime/errors.ts';
 import type { InputSource } from '../../runtime/input-source.ts';
 import { Receiver, receiverSource } from './receiver.ts';
@@ -22,7 +22,8 @@ export interface NatsStreamOptions<T> {
 
 /** Where a subject's undecodable messages go by default. */
 export function deadLetterSubjectOf(subject: string): string {
-  return `${subject.replace(/\.?[*>]/g, '')}.dead-letter`;
+  // Token-wise: a leading wildcard (`*.x`) must not leave a leading dot, which no one can subscribe to.
+  return [...subject.split('.').filter((token) => token !== '*' && token !== '>'), 'dead-letter'].join('.');
 }
 
 class NatsReceiver<T> extends Receiver<T> {
@@ -49,15 +50,22 @@ class NatsReceiver<T> extends Receiver<T> {
           this.reportError(`subscription to ${this.#subject} failed`, error);
           return;
         }
+        // Our own dead letters match a wildcard subscription (`a.>` -> `a.dead-letter`): taking them back would loop forever.
+        if (msg.subject === deadLetter) return;
         let record: T;
         try {
           record = this.#decode(msg.data);
         } catch (e) {
-          const reason = (e as Error).message;
-          const h = natsHeaders();
-          h.set('Tributary-Error', reason.slice(0, 200));
-          h.set('Tributary-Subject', msg.subject);
-          nc.publish(deadLetter, msg.data, { headers: h });
+          // One line, and nothing thrown from here: an exception in a callback stops the connection's reader.
+          const reason = decodeFailure(e);
+          try {
+            const h = natsHeaders();
+            h.set('Tributary-Error', reason);
+            h.set('Tributary-Subject', msg.subject);
+            nc.publish(deadLetter, msg.data, { headers: h });
+          } catch (publishError) {
+            this.reportError(`could not publish a dead letter to ${deadLetter}`, publishError);
+          }
           env.deadLetter({ subject: deadLetter, error: reason });
           return;
         }

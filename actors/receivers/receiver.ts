@@ -206,7 +206,18 @@ export function receiverSource<T>(
           }
           return out;
         },
-        close: () => receiver.detach(),
+        async close() {
+          await receiver.detach();
+          // Records accepted since the last batch would be lost on a graceful stop: written ahead as a pending block, the next start allocates them first.
+          const rest = await ask<ReceiverMessage, Reply<ReceivedBlock | null>>(
+            ref,
+            (replyTo) => ({ type: 'receiver.cut', replyTo, time: env.clock.now() }),
+            60_000,
+          )
+            .then(unwrap)
+            .catch(() => null);
+          if (rest !== null) await env.writeBlock(rest).catch(() => {});
+        },
       };
     },
   };

@@ -219,8 +219,10 @@ test('receiverStream - store() after stop is ignored', async (t) => {
   await ssc.start();
   await received.untilRecords(1);
   await ssc.stop();
+  // stop() hands what was still buffered to the write-ahead log; what comes later is not counted.
+  const buffered = receiver.buffered;
   t.notThrows(() => receiver.push('late'));
-  t.is(receiver.buffered, 1);
+  t.is(receiver.buffered, buffered);
 });
 
 test('receiverStream - an async onStart is awaited before start() resolves', async (t) => {
