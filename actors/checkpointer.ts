@@ -73,6 +73,9 @@ export class Checkpointer {
   #chains = new Map<string, number[]>();
   #sinceFull = new Map<string, number>();
   #forceFull = false;
+  /** A checkpoint failed: deltas captured before the next full one have no base. */
+  #chainBroken = false;
+  #checkpointQueue: Promise<void> = Promise.resolve();
   #failed: Error | undefined;
 
   constructor(
@@ -161,42 +164,69 @@ export class Checkpointer {
    */
   checkpoint(time: number, captured: readonly CapturedState[], positions: Record<string, unknown>): Promise<CheckpointStats | undefined> {
     const started = performance.now();
-    return this.#serial(async () => {
-      if (this.#failed) throw this.#failed;
-      let bytes = 0;
-      let entries = 0;
-      try {
-        const refs: SnapshotRef[] = [];
-        for (const c of captured) {
-          const key = `${c.operator}/${c.partition}`;
-          const size = await this.#store.write({ operator: c.operator, partition: c.partition, time }, c.data);
-          bytes += size;
-          entries += c.data.entries.length;
-          const chain = c.data.kind === 'full' ? [time] : [...(this.#chains.get(key) ?? []), time];
-          refs.push({ operator: c.operator, partition: c.partition, time, kind: c.data.kind, chain, bytes: size });
-        }
-        const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
+    // Chains are decided now, in capture order: the next capture (maybe taken before
+    // this one is written) builds its deltas on this one.
+    const chains = captured.map((c) => {
+      const key = `${c.operator}/${c.partition}`;
+      const chain = c.data.kind === 'full' ? [time] : [...(this.#chains.get(key) ?? []), time];
+      this.#chains.set(key, chain);
+      this.#sinceFull.set(key, c.data.kind === 'full' ? 0 : (this.#sinceFull.get(key) ?? 0) + 1);
+      return chain;
+    });
+    this.#forceFull = false;
+    // Checkpoints follow one another, but not the journal's queue: batches keep
+    // journaling their allocations while snapshots are written.
+    const run = this.#checkpointQueue.then(() => this.#writeCheckpoint(time, captured, chains, positions, started));
+    this.#checkpointQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  async #writeCheckpoint(
+    time: number,
+    captured: readonly CapturedState[],
+    chains: readonly number[][],
+    positions: Record<string, unknown>,
+    started: number,
+  ): Promise<CheckpointStats | undefined> {
+    if (this.#failed) throw this.#failed;
+    if (this.#chainBroken && captured.some((c) => c.data.kind === 'delta')) {
+      // A delta captured before an earlier checkpoint failed has no stored base.
+      this.#logger.warn({ time }, 'checkpoint skipped: its deltas build on a checkpoint that failed; the next one is full');
+      return undefined;
+    }
+    let bytes = 0;
+    let entries = 0;
+    try {
+      const refs: SnapshotRef[] = [];
+      for (const [i, c] of captured.entries()) {
+        const size = await this.#store.write({ operator: c.operator, partition: c.partition, time }, c.data);
+        bytes += size;
+        entries += c.data.entries.length;
+        refs.push({ operator: c.operator, partition: c.partition, time, kind: c.data.kind, chain: chains[i] as number[], bytes: size });
+      }
+      const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
+      // The commit point: only now, with every snapshot stored, is the checkpoint journaled.
+      await this.#serial(async () => {
         await this.#journal.append(event);
         await this.#journal.sync();
-        for (const ref of refs) {
-          const key = `${ref.operator}/${ref.partition}`;
-          this.#chains.set(key, [...ref.chain]);
-          this.#sinceFull.set(key, ref.kind === 'full' ? 0 : (this.#sinceFull.get(key) ?? 0) + 1);
-        }
-        this.#forceFull = false;
-        this.#checkpoints.push(event);
-        await this.#retain(event);
-      } catch (error) {
-        if ((error as { code?: string }).code === 'FENCED') {
-          this.#failed = error as Error;
-          throw error;
-        }
-        this.#forceFull = true;
-        this.#logger.error({ err: error, time }, 'checkpoint failed; the next one will be full');
-        return undefined;
+      });
+      if (captured.every((c) => c.data.kind === 'full')) this.#chainBroken = false;
+      this.#checkpoints.push(event);
+      await this.#retain(event);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'FENCED') {
+        this.#failed = error as Error;
+        throw error;
       }
-      return { time, snapshotBytes: bytes, entries, writeMs: performance.now() - started };
-    });
+      this.#forceFull = true;
+      this.#chainBroken = true;
+      this.#logger.error({ err: error, time }, 'checkpoint failed; the next one will be full');
+      return undefined;
+    }
+    return { time, snapshotBytes: bytes, entries, writeMs: performance.now() - started };
   }
 
   /** Journals a graceful stop and makes everything durable. */
@@ -208,8 +238,9 @@ export class Checkpointer {
   }
 
   /** Resolves when everything queued so far is written. */
-  drain(): Promise<void> {
-    return this.#queue.then(
+  async drain(): Promise<void> {
+    await this.#checkpointQueue;
+    await this.#queue.then(
       () => undefined,
       () => undefined,
     );

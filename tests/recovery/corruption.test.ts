@@ -61,9 +61,20 @@ async function runAndCrash(dir: string): Promise<{ clock: ManualClock; got: Map<
   const got = new Map<number, unknown>();
   const first = build(clock, got, quiet, dir);
   const checkpoints: number[] = [];
-  first.addStreamingListener({ onCheckpointCompleted: ({ time }) => void checkpoints.push(time) });
+  // Snapshots are written in the background: crash only once the third checkpoint is committed.
+  let third!: () => void;
+  const thirdCommitted = new Promise<void>((resolve) => {
+    third = resolve;
+  });
+  first.addStreamingListener({
+    onCheckpointCompleted: ({ time }) => {
+      checkpoints.push(time);
+      if (time === 9000) third();
+    },
+  });
   await first.start();
   await first.runBatches(CRASH_AFTER);
+  await thirdCommitted;
   first.crash();
   if (checkpoints.join() !== '3000,6000,9000') throw new Error(`unexpected checkpoints ${checkpoints.join()}`);
   return { clock, got };

@@ -362,11 +362,25 @@ test('recovery - the journal and snapshot dirs stay bounded over 1,000 batches',
   words.updateStateByKey<string, number, number>((vs, s) => (s ?? 0) + vs.length).foreachBatch(() => {});
   words.reduceByKeyAndWindow(add, sub, 5000, 1000).foreachBatch(() => {});
   const sizes = async () => (await bytesUnder(path.join(dir, 'journal'))) + (await bytesUnder(path.join(dir, 'snapshots')));
+  // Snapshots are written in the background: measure once the checkpoint of the
+  // last batch run is committed, so every sample is taken at the same point.
+  let committed = 0;
+  let wake: (() => void) | undefined;
+  ssc.addStreamingListener({
+    onCheckpointCompleted: ({ time }) => {
+      committed = time;
+      wake?.();
+    },
+  });
+  const committedUpTo = async (time: number) => {
+    while (committed < time) await new Promise<void>((resolve) => (wake = resolve));
+  };
   await ssc.start();
   let after100 = 0;
   let largest = 0;
   for (let i = 1; i <= 10; i++) {
     await ssc.runBatches(100);
+    await committedUpTo(i * 100 * BATCH_MS);
     const size = await sizes();
     if (i === 1) after100 = size;
     largest = Math.max(largest, size);
