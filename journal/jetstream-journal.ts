@@ -9,6 +9,7 @@
  * or corrupt the stream).
  */
 
+import { randomBytes } from 'node:crypto';
 import {
   DeliverPolicy,
   JetStreamApiError,
@@ -55,6 +56,8 @@ export class JetStreamJournal implements Journal {
   #jsm: JetStreamManager | undefined;
   #lastSeq = 0;
   #epoch = 0;
+  /** Unique per open(): two writers that read the same epoch must not share message ids. */
+  #writerId = '';
   #published = 0;
   #segmentStarts: number[] = [];
   #queue: Promise<unknown> = Promise.resolve();
@@ -95,6 +98,8 @@ export class JetStreamJournal implements Journal {
     }
     this.#lastSeq = last;
     this.#epoch = epoch + 1;
+    // Without it, a second writer's msgIDs repeat the first's and the server acks them as duplicates, unstored.
+    this.#writerId = randomBytes(6).toString('hex');
     return { epoch: this.#epoch, events, complete: info.state.first_seq <= 1 };
   }
 
@@ -185,7 +190,7 @@ export class JetStreamJournal implements Journal {
     if (reason) throw new Error(`refusing to journal an invalid event: ${reason}`);
     const js = this.#js as JetStreamClient;
     const data = encodeFrame(encodeValue(event));
-    const msgID = `${this.#stream}-${this.#epoch}-${++this.#published}`;
+    const msgID = `${this.#stream}-${this.#epoch}-${this.#writerId}-${++this.#published}`;
     const subject = `${this.#prefix}.${event.type.replace('.', '_')}`;
     const h = natsHeaders();
     if (segmentStart) h.set(SEGMENT_HEADER, 'start');

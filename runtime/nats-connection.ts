@@ -4,7 +4,15 @@
  * Anything nats.js accepts (authenticators, TLS files) can also be passed as options.
  */
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { JetStreamApiError } from '@nats-io/jetstream';
+import {
+  connect,
+  credsAuthenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  RequestError,
+  TimeoutError,
+} from '@nats-io/transport-node';
 import { InvalidConfigError } from './errors.ts';
 
 /** How to reach NATS for checkpoints, sources and sinks. */
@@ -82,4 +90,21 @@ export async function connectNats(target: NatsTarget, name: string): Promise<Nat
     waitOnFirstConnect: false,
     ...target.connection,
   });
+}
+
+/**
+ * True for failures that a server restart or a leader election causes and a retry
+ * cures: request timeouts, "no responders" (no stream leader yet; the jetstream
+ * client wraps it in an unexported JetStreamNotEnabled), and API errors with status
+ * 503 (JetStream temporarily unavailable).
+ *
+ * @example
+ * if (isTransientNatsError(error)) await retry();
+ */
+export function isTransientNatsError(error: unknown): boolean {
+  if (error instanceof TimeoutError) return true;
+  if (error instanceof RequestError) return error.isNoResponders();
+  if (error instanceof JetStreamApiError) return error.status === 503;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  return error instanceof Error && error.name === 'JetStreamNotEnabled' && cause instanceof RequestError && cause.isNoResponders();
 }

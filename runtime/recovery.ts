@@ -103,7 +103,7 @@ async function openStores(args: OpenCheckpointArgs): Promise<{ journal: Journal;
   const nc = await connectNats(target, `tributary-${args.appName}-driver`);
   return {
     journal: new JetStreamJournal(nc, args.appName, target.replicas, args.logger),
-    store: new JetStreamSnapshotStore(nc, args.appName, target.replicas),
+    store: new JetStreamSnapshotStore(nc, args.appName, target.replicas, args.logger),
   };
 }
 

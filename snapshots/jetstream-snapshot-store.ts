@@ -9,9 +9,30 @@ import { type ObjectStore, Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { scanFrames } from '../journal/codec.ts';
 import { CorruptCheckpointError } from '../journal/errors.ts';
+import { delayMs } from '../runtime/clock.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { isTransientNatsError } from '../runtime/nats-connection.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
 import type { SnapshotData } from './snapshot-data.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
+
+/** Attempts of one store operation across a restart or leader election (about 30 s with 5 s timeouts). */
+const ATTEMPTS_MAX = 6;
+
+/** Runs `op` again while it fails with what a failover causes (timeouts, no leader yet). */
+async function retrying<T>(what: string, logger: Logger | undefined, op: () => Promise<T>): Promise<T> {
+  let wait = 100;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (error) {
+      if (attempt >= ATTEMPTS_MAX || !isTransientNatsError(error)) throw error;
+      logger?.warn({ err: error, attempt, what }, 'snapshot store operation failed; retrying');
+      await delayMs(wait);
+      wait = Math.min(wait * 2, 1000);
+    }
+  }
+}
 
 function objectName(key: SnapshotKey): string {
   return `${encodeURIComponent(key.operator)}/${key.partition}/${key.time}`;
@@ -27,30 +48,37 @@ function parseName(name: string): SnapshotKey | undefined {
  * The JetStream snapshot store.
  *
  * @example
- * const store = new JetStreamSnapshotStore(nc, 'wc', 1);
+ * const store = new JetStreamSnapshotStore(nc, 'wc', 1, logger);
  */
 export class JetStreamSnapshotStore implements SnapshotStore {
   readonly #nc: NatsConnection;
   readonly #bucket: string;
   readonly #replicas: number;
+  readonly #logger: Logger | undefined;
   #store: Promise<ObjectStore> | undefined;
 
-  constructor(nc: NatsConnection, appName: string, replicas: number) {
+  constructor(nc: NatsConnection, appName: string, replicas: number, logger?: Logger) {
     this.#nc = nc;
     this.#bucket = `TRIBUTARY_${appName}_SNAPSHOTS`;
     this.#replicas = replicas;
+    this.#logger = logger;
   }
 
   #os(): Promise<ObjectStore> {
-    this.#store ??= new Objm(this.#nc).create(this.#bucket, { replicas: this.#replicas, storage: StorageType.File });
-    return this.#store;
+    const store = (this.#store ??= new Objm(this.#nc).create(this.#bucket, { replicas: this.#replicas, storage: StorageType.File }));
+    // A failure (server down, election) must not be cached: every later checkpoint would fail with it.
+    store.catch(() => {
+      if (this.#store === store) this.#store = undefined;
+    });
+    return store;
   }
 
   async write(key: SnapshotKey, data: SnapshotData): Promise<number> {
     const frames: Buffer[] = [];
     for await (const frame of encodeSnapshot(key, data)) frames.push(frame);
     const bytes = Buffer.concat(frames);
-    await (await this.#os()).putBlob({ name: objectName(key) }, bytes);
+    // Without retries a checkpoint right after a failover (even the final one of a graceful stop) is lost.
+    await retrying(`write ${objectName(key)}`, this.#logger, async () => (await this.#os()).putBlob({ name: objectName(key) }, bytes));
     return bytes.length;
   }
 
@@ -58,7 +86,7 @@ export class JetStreamSnapshotStore implements SnapshotStore {
     const where = `${this.#bucket}/${objectName(key)}`;
     let data: Uint8Array | null;
     try {
-      data = await (await this.#os()).getBlob(objectName(key));
+      data = await retrying(`read ${objectName(key)}`, this.#logger, async () => (await this.#os()).getBlob(objectName(key)));
     } catch (error) {
       throw new CorruptCheckpointError(`snapshot ${where} cannot be read: ${(error as Error).message}`, { cause: error });
     }
@@ -70,11 +98,11 @@ export class JetStreamSnapshotStore implements SnapshotStore {
   }
 
   async retain(keep: (key: SnapshotKey) => boolean): Promise<void> {
-    const os = await this.#os();
-    for (const info of await os.list()) {
+    const os = await retrying('open the bucket', this.#logger, () => this.#os());
+    for (const info of await retrying('list', this.#logger, () => os.list())) {
       if (info.deleted) continue;
       const key = parseName(info.name);
-      if (key !== undefined && !keep(key)) await os.delete(info.name);
+      if (key !== undefined && !keep(key)) await retrying(`delete ${info.name}`, this.#logger, () => os.delete(info.name));
     }
   }
 

@@ -12,7 +12,9 @@ import { decodeValue, scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
 import type { DStream } from '../../runtime/index.ts';
 import { StreamingContext } from '../../runtime/index.ts';
+import { isNatsUrl } from '../../runtime/nats-connection.ts';
 import { ManualClock } from '../../runtime/testing.ts';
+import { readJetStreamJournal } from './jetstream-journal-kit.ts';
 import { compareValues } from './run-operation.ts';
 
 /** Batch i of a context started at ManualClock(0) runs at i * BATCH_MS. */
@@ -59,6 +61,8 @@ export interface RunSpec {
   readonly snapshotFullEvery?: number;
   /** Partitions of inputs and keyed operators (default 2). */
   readonly partitions?: number;
+  /** The app's name (default `recovery`); JetStream checkpoints need one per run (a stream per app). */
+  readonly appName?: string;
 }
 
 /** What a run produced. */
@@ -87,7 +91,7 @@ export function tempDir(prefix = 'trib-rec-'): Promise<string> {
 
 function context(clock: ManualClock, spec: RunSpec): StreamingContext {
   return new StreamingContext({
-    appName: 'recovery',
+    appName: spec.appName ?? 'recovery',
     batchDuration: BATCH_MS,
     partitions: spec.partitions ?? 2,
     clock,
@@ -111,7 +115,7 @@ export async function runUninterrupted(app: AppBuilder, spec: RunSpec): Promise<
 }
 
 /**
- * Runs `app` with checkpoint directory `dir`, interrupted as `spec` says (each
+ * Runs `app` with checkpoint directory (or nats:// URL) `dir`, interrupted as `spec` says (each
  * interruption after the previous one), resuming each time with getOrCreate on the
  * same clock, and finishes at `spec.batches`.
  */
@@ -202,7 +206,7 @@ export async function runInterrupted(app: AppBuilder, dir: string, spec: RunSpec
       else ssc.crash();
     }
     if (step.downtime) clock.advance(step.downtime * BATCH_MS);
-    resumedFrom.push(lastCheckpoint(await readJournal(dir)));
+    resumedFrom.push(lastCheckpoint(await readJournal(dir, spec.appName)));
     ssc = await StreamingContext.getOrCreate(dir, build, { clock });
   }
   await ssc.start();
@@ -250,8 +254,9 @@ export function differences(expected: readonly Emitted[], got: RunResult): strin
   return out;
 }
 
-/** The events of the journal in `dir`, read without taking the writer lock. */
-export async function readJournal(dir: string): Promise<JournalEvent[]> {
+/** The events of the journal in `dir` (or behind a nats:// URL), read without taking the writer lock. */
+export async function readJournal(dir: string, appName = 'recovery'): Promise<JournalEvent[]> {
+  if (isNatsUrl(dir)) return readJetStreamJournal(dir, appName);
   const journalDir = path.join(dir, 'journal');
   const names = (await fs.readdir(journalDir)).filter((n) => n.endsWith('.log')).sort();
   const events: JournalEvent[] = [];

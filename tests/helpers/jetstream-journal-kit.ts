@@ -1,0 +1,79 @@
+/**
+ * Looks inside the JetStream checkpoint of an app from a test: every message of its
+ * journal stream (decoded, with its sequence and segment header), read with plain
+ * stream-message gets so that no journal instance (and no fencing) is involved.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { decodeValue, scanFrames } from '../../journal/codec.ts';
+import type { JournalEvent } from '../../journal/events.ts';
+import { journalNames } from '../../journal/jetstream-journal.ts';
+import { connectTo } from './nats-server.ts';
+
+/** One message of a journal stream. */
+export interface JournalMessage {
+  readonly seq: number;
+  readonly subject: string;
+  /** True on the first message of a segment (set by roll()). */
+  readonly segmentStart: boolean;
+  readonly event: JournalEvent;
+}
+
+/** The servers of a checkpoint URL (`nats://h:p[,h:p][?...]`), for a test connection. */
+export function serversOf(url: string): string[] {
+  const hosts = url.replace(/^nats:\/\//, '').replace(/\?.*$/, '');
+  return hosts.split(',').map((h) => `nats://${h}`);
+}
+
+/** Every message the journal stream of `appName` holds, oldest first ([] when there is no stream). */
+export async function journalMessages(nc: NatsConnection, appName: string): Promise<JournalMessage[]> {
+  const { stream } = journalNames(appName);
+  const jsm = await jetstreamManager(nc);
+  let first: number;
+  let last: number;
+  try {
+    const info = await jsm.streams.info(stream);
+    first = info.state.first_seq;
+    last = info.state.last_seq;
+  } catch (error) {
+    if ((error as { status?: number }).status === 404) return [];
+    throw error;
+  }
+  const out: JournalMessage[] = [];
+  for (let seq = Math.max(1, first); seq <= last; seq++) {
+    const m = await jsm.streams.getMessage(stream, { seq });
+    if (m === null) throw new Error(`journal stream ${stream} has no message ${seq} between ${first} and ${last}`);
+    const scan = scanFrames(Buffer.from(m.data));
+    if (scan.stop || scan.payloads.length !== 1) throw new Error(`journal stream ${stream} message ${seq} is not one frame`);
+    out.push({
+      seq,
+      subject: m.subject,
+      segmentStart: m.header?.get('Tributary-Segment') === 'start',
+      event: decodeValue(scan.payloads[0] as Buffer) as JournalEvent,
+    });
+  }
+  return out;
+}
+
+/** The events of the journal of `appName` behind checkpoint URL `url` (a connection of its own). */
+export async function readJetStreamJournal(url: string, appName: string): Promise<JournalEvent[]> {
+  const nc = await connectTo(serversOf(url));
+  try {
+    return (await journalMessages(nc, appName)).map((m) => m.event);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Rejects with `what` if `promise` has not settled after `ms`: a bound on a wait, not a pause. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

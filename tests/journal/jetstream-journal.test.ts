@@ -1,0 +1,451 @@
+/**
+ * The JetStream journal and snapshot store against a real nats-server: order across
+ * reopens, envelope validation, fencing of a zombie writer, segment retention with
+ * guarded purges, appends that ride out a server restart, and snapshots larger than
+ * max_payload. One server for the file; every test uses its own app name (its own
+ * stream and bucket).
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { pino } from 'pino';
+import { encodeFrame, encodeValue } from '../../journal/codec.ts';
+import type { JournalEvent } from '../../journal/events.ts';
+import { JetStreamJournal, journalNames } from '../../journal/jetstream-journal.ts';
+import { JetStreamSnapshotStore } from '../../snapshots/jetstream-snapshot-store.ts';
+import type { SnapshotKey } from '../../snapshots/snapshot-codec.ts';
+import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
+import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
+import { journalMessages, within } from '../helpers/jetstream-journal-kit.ts';
+import { connectTo, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+
+interface Ctx {
+  server: NatsServer;
+  /** Connections of the test itself (inspection, publishing by hand). */
+  connections: NatsConnection[];
+  /** Journals opened by tests; each owns its connection, closed in teardown. */
+  journals: JetStreamJournal[];
+}
+
+const test = anyTest as TestFn<Ctx>;
+
+test.before(async (t) => {
+  t.context = { server: await startNatsServer(), connections: [], journals: [] };
+});
+
+test.after.always(async (t) => {
+  await Promise.allSettled(t.context.journals.map((j) => j.close()));
+  await Promise.allSettled(t.context.connections.map((nc) => nc.close()));
+  await t.context.server?.shutdown();
+});
+
+let apps = 0;
+
+/** An app name no other test of this run uses (each app has its own stream). */
+function appName(what: string): string {
+  return `jsj-${process.pid}-${++apps}-${what}`;
+}
+
+async function connection(t: ExecutionContext<Ctx>): Promise<NatsConnection> {
+  const nc = await connectTo(t.context.server.url);
+  t.context.connections.push(nc);
+  return nc;
+}
+
+/** A journal of `app` on a connection of its own (the journal closes it). */
+async function journal(t: ExecutionContext<Ctx>, app: string, logger = quiet): Promise<JetStreamJournal> {
+  const j = new JetStreamJournal(await connectTo(t.context.server.url), app, 1, logger);
+  t.context.journals.push(j);
+  return j;
+}
+
+function completed(time: number): JournalEvent {
+  return { v: 1, type: 'batch.completed', time };
+}
+
+function allocated(time: number): JournalEvent {
+  return { v: 1, type: 'batch.allocated', time, inputs: { 'queueStream#1': { type: 'queue', index: time / 1000 } as never } };
+}
+
+function started(epoch: number): JournalEvent {
+  return {
+    v: 1,
+    type: 'context.started',
+    appName: 'jsj',
+    batchDurationMs: 1000,
+    zeroTimeMs: 0,
+    epoch,
+    graph: [{ key: 'queueStream#1', operator: 'queueStream', uid: null, slideMs: 1000, partitions: 2, params: {} }],
+  };
+}
+
+// ---- append, reopen, validation ------------------------------------------------------
+
+test('jetstream journal - appends come back in order after a reopen, with a growing epoch', async (t) => {
+  const app = appName('order');
+  const first = await journal(t, app);
+  const fresh = await first.open();
+  t.deepEqual(fresh, { epoch: 1, events: [], complete: true });
+  const written: JournalEvent[] = [started(fresh.epoch)];
+  for (let i = 1; i <= 30; i++) written.push(i % 2 === 1 ? allocated(i * 1000) : completed((i - 1) * 1000));
+  for (const e of written) await first.append(e);
+  await first.sync();
+  await first.close();
+
+  const second = await journal(t, app);
+  const back = await second.open();
+  t.deepEqual(back.events, written);
+  t.is(back.epoch, 2);
+  t.true(back.complete);
+  await second.append(completed(31_000));
+  await second.close();
+
+  // The stream and its subjects are the documented ones.
+  const nc = await connection(t);
+  const { stream, prefix } = journalNames(app);
+  t.is(stream, `TRIBUTARY_${app}`);
+  const info = await (await jetstreamManager(nc)).streams.info(stream);
+  t.deepEqual(info.config.subjects, [`tributary.${app}.journal.*`]);
+  const messages = await journalMessages(nc, app);
+  t.is(messages.length, written.length + 1);
+  t.deepEqual(
+    messages.map((m) => m.seq),
+    messages.map((_, k) => k + 1),
+  );
+  t.is(messages[0]?.subject, `${prefix}.context_started`);
+  t.is(messages[messages.length - 1]?.subject, `${prefix}.batch_completed`);
+  t.deepEqual(messages[messages.length - 1]?.event, completed(31_000));
+});
+
+test('jetstream journal - an invalid event is refused before anything is written', async (t) => {
+  const app = appName('invalid');
+  const j = await journal(t, app);
+  await j.open();
+  await t.throwsAsync(j.append({ v: 1, type: 'batch.completed' } as unknown as JournalEvent), { message: /invalid event/ });
+  await j.append(completed(1000));
+  const nc = await connection(t);
+  t.deepEqual(
+    (await journalMessages(nc, app)).map((m) => m.event),
+    [completed(1000)],
+  );
+});
+
+test('jetstream journal - a foreign message on the journal subject is CORRUPT_CHECKPOINT naming the stream and sequence', async (t) => {
+  const app = appName('foreign');
+  const j = await journal(t, app);
+  await j.open();
+  await j.append(started(1));
+  await j.append(completed(1000));
+  await j.close();
+  const { stream, prefix } = journalNames(app);
+  const js = jetstream(await connection(t));
+
+  // Not a frame at all.
+  const ack = await js.publish(`${prefix}.batch_completed`, new TextEncoder().encode('{"v":1,"type":"batch.completed","time":2000}'));
+  t.is(ack.seq, 3);
+  const error = await t.throwsAsync((await journal(t, app)).open());
+  t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+  t.true(error?.message.includes(`journal stream ${stream} message 3`), error?.message);
+
+  // A whole, checksummed frame whose content is not a journal event.
+  const app2 = appName('foreign-shape');
+  const j2 = await journal(t, app2);
+  await j2.open();
+  await j2.append(completed(1000));
+  await j2.close();
+  const p2 = journalNames(app2);
+  await js.publish(`${p2.prefix}.batch_completed`, encodeFrame(encodeValue({ v: 1, type: 'batch.exploded', time: 2000 })));
+  const error2 = await t.throwsAsync((await journal(t, app2)).open());
+  t.is((error2 as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+  t.true(error2?.message.includes(`journal stream ${p2.stream} message 2`), error2?.message);
+  t.regex(error2?.message ?? '', /unknown event type "batch\.exploded"/);
+});
+
+// ---- fencing ---------------------------------------------------------------------------
+
+test('jetstream journal - a zombie writer is FENCED once a newer one opened and appended', async (t) => {
+  const app = appName('zombie');
+  const zombie = await journal(t, app);
+  await zombie.open();
+  await zombie.append(allocated(1000));
+  await zombie.append(completed(1000));
+
+  const successor = await journal(t, app);
+  const contents = await successor.open();
+  t.deepEqual(contents.events, [allocated(1000), completed(1000)]);
+  await successor.append(allocated(2000));
+
+  const error = await t.throwsAsync(zombie.append(completed(2000)));
+  t.is((error as { code?: string }).code, 'FENCED');
+  t.regex(error?.message ?? '', new RegExp(journalNames(app).stream));
+  const rollError = await t.throwsAsync(zombie.roll([completed(1000)], 1));
+  t.is((rollError as { code?: string }).code, 'FENCED');
+
+  // The successor goes on; the zombie left nothing behind.
+  await successor.append(completed(2000));
+  const nc = await connection(t);
+  t.deepEqual(
+    (await journalMessages(nc, app)).map((m) => m.event),
+    [allocated(1000), completed(1000), allocated(2000), completed(2000)],
+  );
+});
+
+test('jetstream journal - two writers opened on the same stream state: the second to append wins, nothing is swallowed', async (t) => {
+  // Both open before either writes, so both see the same epoch: their message ids must still differ,
+  // else the server would take one writer's append for a duplicate of the other's and ack it unstored.
+  const app = appName('same-epoch');
+  const a = await journal(t, app);
+  const b = await journal(t, app);
+  const ea = await a.open();
+  const eb = await b.open();
+  t.is(ea.epoch, eb.epoch);
+  await b.append(started(eb.epoch));
+  const error = await t.throwsAsync(a.append(started(ea.epoch)));
+  t.is((error as { code?: string }).code, 'FENCED');
+  await b.append(completed(1000));
+  const nc = await connection(t);
+  t.deepEqual(
+    (await journalMessages(nc, app)).map((m) => m.event),
+    [started(eb.epoch), completed(1000)],
+  );
+});
+
+// ---- roll and retention --------------------------------------------------------------
+
+test('jetstream journal - the first roll on a fresh stream purges nothing, whatever it keeps', async (t) => {
+  for (const keep of [1, 2]) {
+    const app = appName(`first-roll-${keep}`);
+    const j = await journal(t, app);
+    await j.open();
+    const before = [started(1), allocated(1000), completed(1000)];
+    for (const e of before) await j.append(e);
+    await j.roll([started(1)], keep);
+    const nc = await connection(t);
+    const messages = await journalMessages(nc, app);
+    t.deepEqual(
+      messages.map((m) => m.event),
+      [...before, started(1)],
+      `keep ${keep}`,
+    );
+    t.deepEqual(
+      messages.map((m) => m.segmentStart),
+      [false, false, false, true],
+    );
+  }
+  // A roll as the very first write: its head is message 1; the next rolls never purge from seq 1.
+  const app = appName('roll-first');
+  const j = await journal(t, app);
+  await j.open();
+  await j.roll([started(1)], 1);
+  await j.roll([started(1), completed(1000)], 1);
+  const nc = await connection(t);
+  const info = await (await jetstreamManager(nc)).streams.info(journalNames(app).stream);
+  t.is(info.state.first_seq, 2);
+  t.is(info.state.messages, 2);
+  t.deepEqual(
+    (await journalMessages(nc, app)).map((m) => m.event),
+    [started(1), completed(1000)],
+  );
+});
+
+test('jetstream journal - roll(head, 2) keeps the last two segments and never empties the stream', async (t) => {
+  const app = appName('roll');
+  const j = await journal(t, app);
+  await j.open();
+  await j.append(started(1));
+  const nc = await connection(t);
+  const jsm = await jetstreamManager(nc);
+  const { stream } = journalNames(app);
+  /** What each segment holds, as written: its head, then the appends after it. */
+  const segments: JournalEvent[][] = [[started(1)]];
+  const ROLLS = 12;
+  for (let i = 1; i <= ROLLS; i++) {
+    for (let k = 0; k < 3; k++) {
+      const e = k % 2 === 0 ? allocated((i * 3 + k) * 1000) : completed((i * 3 + k) * 1000);
+      await j.append(e);
+      segments[segments.length - 1]?.push(e);
+    }
+    const head = [started(1), completed(i * 3000)];
+    await j.roll(head, 2);
+    segments.push([...head]);
+    const info = await jsm.streams.info(stream);
+    t.true(info.state.messages > 0, `roll ${i} emptied the stream`);
+    // The headless first "segment" is not counted: rolls 1 and 2 purge nothing.
+    const kept = i <= 2 ? segments : segments.slice(-2);
+    const messages = await journalMessages(nc, app);
+    t.deepEqual(
+      messages.map((m) => m.event),
+      kept.flat(),
+      `after roll ${i}`,
+    );
+    if (i >= 3) {
+      t.true(messages[0]?.segmentStart, `after roll ${i} the stream starts at a segment head`);
+      t.true(info.state.first_seq > 1);
+    }
+  }
+  await j.append(completed(99_000));
+  segments[segments.length - 1]?.push(completed(99_000));
+  await j.close();
+
+  // A new writer finds the last two segments, knows the history is cut, and rolls on from their headers.
+  const next = await journal(t, app);
+  const contents = await next.open();
+  t.false(contents.complete);
+  t.deepEqual(contents.events, segments.slice(-2).flat());
+  await next.roll([started(2)], 1);
+  t.deepEqual(
+    (await journalMessages(nc, app)).map((m) => m.event),
+    [started(2)],
+  );
+  await next.roll([started(2), completed(100_000)], 2);
+  t.deepEqual(
+    (await journalMessages(nc, app)).map((m) => m.event),
+    [started(2), started(2), completed(100_000)],
+  );
+  await t.throwsAsync(async () => next.roll([started(2)], 0), { instanceOf: RangeError });
+});
+
+// ---- a server restart under appends ----------------------------------------------------
+
+test.serial('jetstream journal - appends in flight across a server stop and restart complete, none lost or duplicated', async (t) => {
+  const app = appName('restart');
+  const retried = deferred();
+  const logger = pino(
+    { level: 'warn' },
+    { write: (line: string) => void (/retrying with the same message id/.test(line) && retried.resolve()) },
+  );
+  const j = await journal(t, app, logger);
+  await j.open();
+  const events: JournalEvent[] = [started(1)];
+  for (let i = 1; i <= 60; i++) events.push(i % 2 === 1 ? allocated(i * 1000) : completed((i - 1) * 1000));
+  const appends = events.map((e) => j.append(e));
+  // Stop the server once a third is stored: the rest are queued or in flight.
+  await appends[20];
+  await t.context.server.stop();
+  // The journal notices (a publish timed out and is retried) before the server comes back.
+  await within(retried.promise, 30_000, 'a retried journal append');
+  await t.context.server.restart();
+  await within(Promise.all(appends), 60_000, 'the appends after the restart');
+
+  const nc = await connection(t);
+  const messages = await journalMessages(nc, app);
+  t.deepEqual(
+    messages.map((m) => m.event),
+    events,
+  );
+  const reopened = await journal(t, app);
+  t.deepEqual((await reopened.open()).events, events);
+});
+
+test.serial('jetstream snapshots - a write issued while the server is down completes once it is back', async (t) => {
+  const app = appName('store-outage');
+  const nc = await connection(t);
+  const retried = deferred();
+  const logger = pino(
+    { level: 'warn' },
+    { write: (line: string) => void (/snapshot store operation failed; retrying/.test(line) && retried.resolve()) },
+  );
+  const store = new JetStreamSnapshotStore(nc, app, 1, logger);
+  const key: SnapshotKey = { operator: 'op', partition: 0, time: 1000 };
+  const data: SnapshotData = { kind: 'full', entries: [['a', 1]], removed: [], meta: null };
+  await t.context.server.stop();
+  // The store's first use (creating its bucket) fails while the server is down; the write retries.
+  const writing = store.write(key, data);
+  await within(retried.promise, 30_000, 'a retried snapshot write during the outage');
+  await t.context.server.restart();
+  await within(writing, 60_000, 'the snapshot write after the restart');
+  t.deepEqual((await store.read(key)).entries, [['a', 1]]);
+});
+
+// ---- snapshot store --------------------------------------------------------------------
+
+function sameData(t: ExecutionContext<Ctx>, actual: SnapshotData, expected: SnapshotData): void {
+  if (isDeepStrictEqual(actual, expected)) {
+    t.pass();
+    return;
+  }
+  const k = actual.entries.findIndex((e, i) => !isDeepStrictEqual(e, expected.entries[i]));
+  t.fail(`snapshots differ (${actual.entries.length} vs ${expected.entries.length} entries; first difference at ${k})`);
+}
+
+test('jetstream snapshots - a 200k-entry snapshot, larger than max_payload, round-trips in chunks', async (t) => {
+  const app = appName('big-snapshot');
+  const nc = await connection(t);
+  const store = new JetStreamSnapshotStore(nc, app, 1);
+  const entries: [unknown, unknown][] = Array.from({ length: 200_000 }, (_, i) => [
+    i % 3 === 0 ? `word-${i}` : ['k', i],
+    i % 2 === 0 ? i : { n: i, s: `v${i}` },
+  ]);
+  const data: SnapshotData = { kind: 'full', entries, removed: ['gone', ['x', 1]], meta: { held: [[1000, [['a', 1]]]] } };
+  const key: SnapshotKey = { operator: 'updateStateByKey-abc', partition: 1, time: 10_000 };
+  const bytes = await store.write(key, data);
+  const maxPayload = nc.info?.max_payload ?? 0;
+  t.true(bytes > maxPayload, `${bytes} bytes vs max_payload ${maxPayload}`);
+  const os = await new Objm(nc).open(`TRIBUTARY_${app}_SNAPSHOTS`);
+  const info = await os.info('updateStateByKey-abc/1/10000');
+  t.is(info?.size, bytes);
+  t.true((info?.chunks ?? 0) > 1, `${info?.chunks} chunks`);
+  sameData(t, await store.read(key), data);
+  t.true((await store.sizeBytes()) >= bytes);
+});
+
+test('jetstream snapshots - a missing or damaged object is CORRUPT_CHECKPOINT naming it', async (t) => {
+  const app = appName('missing');
+  const nc = await connection(t);
+  const store = new JetStreamSnapshotStore(nc, app, 1);
+  const key: SnapshotKey = { operator: 'op/with slash', partition: 0, time: 5000 };
+  const missing = await t.throwsAsync(store.read(key));
+  t.is((missing as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+  t.true(missing?.message.includes(`TRIBUTARY_${app}_SNAPSHOTS/op%2Fwith%20slash/0/5000`), missing?.message);
+
+  // An object under the right name whose bytes are not snapshot frames.
+  await store.write(key, { kind: 'full', entries: [['a', 1]], removed: [], meta: null });
+  const os = await new Objm(nc).open(`TRIBUTARY_${app}_SNAPSHOTS`);
+  await os.putBlob({ name: 'op%2Fwith%20slash/0/5000' }, new TextEncoder().encode('not a snapshot at all'));
+  const damaged = await t.throwsAsync(store.read(key));
+  t.is((damaged as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+  t.regex(damaged?.message ?? '', /op%2Fwith%20slash\/0\/5000/);
+
+  // A valid snapshot stored under another key's name is refused too.
+  const other: SnapshotKey = { operator: 'op/with slash', partition: 0, time: 6000 };
+  await store.write(other, { kind: 'full', entries: [['b', 2]], removed: [], meta: null });
+  const otherBytes = await os.getBlob('op%2Fwith%20slash/0/6000');
+  await os.putBlob({ name: 'op%2Fwith%20slash/0/5000' }, otherBytes);
+  const swapped = await t.throwsAsync(store.read(key));
+  t.is((swapped as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+});
+
+test('jetstream snapshots - retain deletes exactly what keep rejects', async (t) => {
+  const app = appName('retain');
+  const nc = await connection(t);
+  const store = new JetStreamSnapshotStore(nc, app, 1);
+  const keys: SnapshotKey[] = [];
+  for (const operator of ['a', 'b'])
+    for (const partition of [0, 1]) for (const time of [1000, 2000, 3000]) keys.push({ operator, partition, time });
+  for (const key of keys) await store.write(key, { kind: 'full', entries: [[key.time, key.partition]], removed: [], meta: null });
+  const keep = (k: SnapshotKey): boolean => k.time >= 2000 && !(k.operator === 'b' && k.partition === 1 && k.time === 2000);
+  await store.retain(keep);
+  for (const key of keys) {
+    if (keep(key)) {
+      const back = await store.read(key);
+      t.deepEqual(back.entries, [[key.time, key.partition]]);
+    } else {
+      const error = await t.throwsAsync(store.read(key));
+      t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT', `${key.operator}/${key.partition}/${key.time} was deleted`);
+    }
+  }
+  const os = await new Objm(nc).open(`TRIBUTARY_${app}_SNAPSHOTS`);
+  const live = (await os.list()).filter((i) => !i.deleted).map((i) => i.name);
+  t.deepEqual(
+    live.sort(),
+    keys
+      .filter(keep)
+      .map((k) => `${k.operator}/${k.partition}/${k.time}`)
+      .sort(),
+  );
+  // Retaining again with the same rule deletes nothing more.
+  await store.retain(keep);
+  t.is((await os.list()).filter((i) => !i.deleted).length, keys.filter(keep).length);
+});
