@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import type { Logger } from '../runtime/logger.ts';
 import { decodeValue, encodeFrame, encodeValue, FRAME_HEADER_BYTES, scanFrames } from './codec.ts';
+import { fsyncDir } from './durable-fs.ts';
 import { CorruptCheckpointError } from './errors.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 import type { Journal, JournalContents } from './journal.ts';
@@ -17,15 +18,6 @@ const SEGMENT_DIGITS = 20;
 
 function segmentName(n: number): string {
   return `${String(n).padStart(SEGMENT_DIGITS, '0')}.log`;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

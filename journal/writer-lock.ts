@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { writeFileDurably } from './durable-fs.ts';
 import { FencedError } from './errors.ts';
 
 interface LockRecord {
@@ -37,21 +38,7 @@ async function readLock(file: string): Promise<LockRecord | undefined> {
 
 /** Writes the lock file through a temp file, fsynced and renamed, so it is never half written. */
 async function writeLock(file: string, record: LockRecord): Promise<void> {
-  const temp = `${file}.${record.token || 'released'}-${++tokens}.tmp`;
-  const handle = await fs.open(temp, 'w');
-  try {
-    await handle.writeFile(JSON.stringify(record));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, file);
-  const dir = await fs.open(path.dirname(file), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileDurably(file, JSON.stringify(record));
 }
 
 let tokens = 0;

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { scanFrames } from '../journal/codec.ts';
+import { fsyncDir } from '../journal/durable-fs.ts';
 import { CorruptCheckpointError } from '../journal/errors.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
 import type { SnapshotData } from './snapshot-data.ts';
@@ -16,15 +17,6 @@ async function listDir(dir: string): Promise<string[]> {
     return await fs.readdir(dir);
   } catch {
     return [];
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

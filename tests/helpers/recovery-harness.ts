@@ -4,12 +4,14 @@
  * records every output batch with its time. The recovery suites compare the two:
  * state exactly-once, outputs exactly-once except the batch in flight at a crash.
  */
+
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pino } from 'pino';
 import { decodeValue, scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
+import { seededRandom } from '../../runtime/chaos/rng.ts';
 import type { DStream } from '../../runtime/index.ts';
 import { StreamingContext } from '../../runtime/index.ts';
 import { isNatsUrl } from '../../runtime/nats-connection.ts';
@@ -284,17 +286,8 @@ export async function bytesUnder(dir: string): Promise<number> {
   return total;
 }
 
-/** A small deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG (the chaos runner's). */
+export const prng = seededRandom;
 
 /** `batches` batches of 0-3 lines of 0-4 words from `alphabet`, from `seed`. */
 export function wordBatches(seed: number, batches: number, alphabet: readonly string[] = ['a', 'b', 'c', 'd', 'e', 'f']): string[][] {
