@@ -33,6 +33,12 @@ const WRONG_LAST_SEQUENCE = 10071;
 /** Attempts of one append across a failover (about 30 s with the backoff below). */
 const APPEND_ATTEMPTS_MAX = 40;
 const PUBLISH_TIMEOUT_MS = 5000;
+/** Reads of the journal at open: a read that delivers nothing for this long is retried. */
+const READ_STALL_MS = 5000;
+const OPEN_ATTEMPTS_MAX = 5;
+
+/** A journal read that must be done again (stalled, or not whole after a failover). */
+class JournalReadRetry extends Error {}
 
 /** Stream and subject names of an app's journal. */
 export function journalNames(appName: string): { stream: string; prefix: string } {
@@ -77,15 +83,39 @@ export class JetStreamJournal implements Journal {
     this.#jsm = jsm;
     this.#js = jetstream(this.#nc, { timeout: PUBLISH_TIMEOUT_MS });
     await this.#ensureStream(jsm);
+    // Right after a failover a read can stall: read again (bounded) rather than hang.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#readAll(jsm);
+      } catch (error) {
+        if (!(error instanceof JournalReadRetry)) throw error;
+        if (attempt >= OPEN_ATTEMPTS_MAX) {
+          throw new CorruptCheckpointError(`journal stream ${this.#stream} cannot be read whole: ${error.message}`, { cause: error });
+        }
+        this.#logger.warn({ stream: this.#stream, attempt, reason: error.message }, 'journal read incomplete; reading again');
+        this.#segmentStarts = [];
+        await delayMs(1000 * attempt);
+      }
+    }
+  }
+
+  async #readAll(jsm: JetStreamManager): Promise<JournalContents> {
     const info = await jsm.streams.info(this.#stream);
     const last = info.state.last_seq;
     const events: JournalEvent[] = [];
     let epoch = 0;
     if (info.state.messages > 0) {
-      const consumer = await this.#js.consumers.get(this.#stream, { deliver_policy: DeliverPolicy.All });
+      const consumer = await (this.#js as JetStreamClient).consumers.get(this.#stream, { deliver_policy: DeliverPolicy.All });
       const messages = await consumer.consume({ max_messages: 1000 });
+      let lastSeen = 0;
+      const watchdog = setInterval(() => {
+        if (lastSeen === seenAtTick) messages.stop();
+        seenAtTick = lastSeen;
+      }, READ_STALL_MS);
+      let seenAtTick = -1;
       try {
         for await (const m of messages) {
+          lastSeen = m.seq;
           const event = this.#decode(m.data, m.seq);
           events.push(event);
           if (event.type === 'context.started') epoch = Math.max(epoch, event.epoch);
@@ -93,8 +123,10 @@ export class JetStreamJournal implements Journal {
           if (m.seq >= last) break;
         }
       } finally {
+        clearInterval(watchdog);
         messages.stop();
       }
+      if (lastSeen < last) throw new JournalReadRetry(`read stalled at sequence ${lastSeen} of ${last}`);
     }
     this.#lastSeq = last;
     this.#epoch = epoch + 1;

@@ -129,6 +129,11 @@ export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCh
     let chosen: Checkpoint | undefined;
     let restored = new Map<number, PartitionState[]>();
     let replayTimes: number[] = [];
+    if (folded.started === undefined && contents.events.length > 0) {
+      // Every segment begins with the configuration: events without it are a partial
+      // journal (e.g. read from a replica still catching up), never a new app.
+      throw new CorruptCheckpointError(`the journal in ${args.dir} holds ${contents.events.length} events but no context.started`);
+    }
     if (folded.started !== undefined) {
       const differences = compareFingerprints(folded.started.graph, graph);
       if (folded.started.batchDurationMs !== args.batchDurationMs) {
