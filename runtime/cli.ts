@@ -2,7 +2,8 @@
 /**
  * The `tributary` command.
  *
- *   tributary run <app> [--forever] [--duration <s>] [-- app args]
+ *   tributary run <app> [--forever] [--duration <s>] [--supervise] [-- app args]
+ *   tributary chaos word-count [--kills n] [--seed s] [--targets driver,nats] [--journal file|nats] [--bad-input]
  */
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -114,12 +115,22 @@ program
   .option('--cluster', 'with --journal nats: a 3-node cluster and an R3 journal (default when nats is a target)')
   .option('--timeout <seconds>', 'give up after this long', seconds, 480)
   .option('--keep', 'keep the work directory (outputs and checkpoint)')
+  .option(
+    '--bad-input',
+    'with --journal nats: also feed malformed records (bad UTF-8, bad JSON, CBOR, oversize) and check the dead letters',
+  )
   .option('--no-progress', 'no progress bar')
   .action(async (workload: string, o: ChaosCliOptions) => {
     if (workload !== 'word-count') throw new TributaryError('INVALID_CONFIG', `unknown chaos workload ${workload} (available: word-count)`);
     const targets = o.targets.split(',').map((t) => t.trim());
     for (const t of targets) if (t !== 'driver' && t !== 'nats') throw new InvalidArgumentError(`unknown target ${t}`);
     if (o.journal !== 'file' && o.journal !== 'nats') throw new InvalidArgumentError(`unknown journal ${o.journal}`);
+    if (o.badInput && o.journal !== 'nats') {
+      throw new TributaryError(
+        'INVALID_CONFIG',
+        '--bad-input needs --journal nats: the malformed records are fed through a JetStream stream and dead-lettered over NATS',
+      );
+    }
     const { runChaos, formatChaosReport } = await import('./chaos/runner.ts');
     process.stderr.write(`chaos: ${o.kills} kills of ${targets.join(',')} on the ${o.journal} journal, seed ${o.seed}\n`);
     const report = await runChaos({
@@ -131,6 +142,7 @@ program
       timeoutMs: o.timeout * 1000,
       progress: o.progress && process.stderr.isTTY === true,
       keep: o.keep === true,
+      ...(o.badInput ? { badInput: true } : {}),
     });
     process.stdout.write(formatChaosReport(report));
     if (!report.passed) process.exit(2);
@@ -144,6 +156,7 @@ interface ChaosCliOptions {
   cluster?: boolean;
   timeout: number;
   keep?: boolean;
+  badInput?: boolean;
   progress: boolean;
 }
 

@@ -9,14 +9,15 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamClient, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import cliProgress from 'cli-progress';
 import { holdMs } from '../clock.ts';
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from '../nats-server-launcher.ts';
+import { badInputMessages, type InputMessage } from './bad-input.ts';
 import { seededRandom } from './rng.ts';
 import { type Verdict, verifyRun } from './verify.ts';
-import type { WorkloadOptions } from './word-count-workload.ts';
+import { appNameOf, type BadInputOptions, type WorkloadOptions } from './word-count-workload.ts';
 
 /** What to break and how. */
 export interface ChaosOptions {
@@ -34,6 +35,28 @@ export interface ChaosOptions {
   readonly progress?: boolean;
   /** Keep the work directory (outputs, checkpoint) for inspection. */
   readonly keep?: boolean;
+  /**
+   * With `journal: 'nats'`: also feed the workload a JetStream stream of good and
+   * malformed records (see bad-input.ts) and check that exactly the malformed ones
+   * reached the dead-letter subject.
+   */
+  readonly badInput?: boolean;
+  /** Messages of the bad input (default 300, a fifth of them malformed). */
+  readonly inputMessages?: number;
+}
+
+/** What the dead-letter subject of a `badInput` run holds, by input stream sequence. */
+export interface DeadLetterCheck {
+  /** Malformed messages published. */
+  readonly expected: number;
+  /** Distinct stream sequences found dead-lettered (replays may send one again). */
+  readonly found: number;
+  /** Malformed messages not dead-lettered. */
+  readonly missing: number;
+  /** Good messages dead-lettered. */
+  readonly unexpected: number;
+  /** Good records published (their words are in the counts). */
+  readonly goodRecords: number;
 }
 
 /** One kill and what followed it. */
@@ -50,10 +73,17 @@ export interface ChaosReport extends Verdict {
   readonly options: ChaosOptions;
   readonly kills: readonly KillRecord[];
   readonly unexpectedExits: number;
+  /** Restarts that began afresh (a new zero time) instead of resuming: a lost checkpoint. */
+  readonly freshStarts: number;
   readonly wallMs: number;
   readonly workDir: string;
+  /** What the child ran and its zero time: with `keep`, enough to call verifyRun again. */
+  readonly workload: WorkloadOptions;
+  readonly zeroTimeMs: number | undefined;
   readonly timedOut: boolean;
   readonly passed: boolean;
+  /** Only with `badInput`. */
+  readonly deadLetters?: DeadLetterCheck;
 }
 
 const BATCH_MS = 100;
@@ -81,11 +111,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const rng = seededRandom(options.seed);
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
-  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tributary-chaos-'));
   const runId = `${options.seed}-${process.pid}-${Date.now() % 1_000_000}`;
   const natsTargeted = options.targets.includes('nats');
   if (natsTargeted && options.journal !== 'nats') throw new Error('--targets nats needs --journal nats');
+  if (options.badInput && options.journal !== 'nats') {
+    // The bad input is a JetStream stream with a dead-letter subject; the file journal runs without NATS.
+    throw new Error('--bad-input needs --journal nats (malformed records are fed through a JetStream stream and dead-lettered over NATS)');
+  }
   const useCluster = options.journal === 'nats' && (options.cluster ?? natsTargeted);
+  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tributary-chaos-'));
+  const safeId = runId.replace(/[^A-Za-z0-9_-]/g, '_');
+  let input: BadInputOptions | undefined;
   let single: NatsServer | undefined;
   let cluster: NatsCluster | undefined;
   let checkpoint = path.join(workDir, 'checkpoint');
@@ -107,169 +143,246 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       num_replicas: cluster ? 3 : 1,
       duplicate_window: 10 * 60 * 1e9,
     });
-  }
-  const seconds = Math.max(6, options.kills * 1.6 + 3);
-  const workload: WorkloadOptions = {
-    runId: runId.replace(/[^A-Za-z0-9_-]/g, '_'),
-    seed: options.seed,
-    records: Math.round(seconds * RATE_PER_SECOND),
-    ratePerSecond: RATE_PER_SECOND,
-    batchDurationMs: BATCH_MS,
-    checkpoint,
-    outDir: path.join(workDir, 'out'),
-    ...(resultsSubject ? { resultsSubject } : {}),
-  };
-  await fs.mkdir(path.join(workload.outDir, 'batches'), { recursive: true });
-  const totalBatches = Math.ceil((workload.records / RATE_PER_SECOND) * (1000 / BATCH_MS));
-  const showProgress = options.progress ?? process.stderr.isTTY === true;
-  const bar = showProgress
-    ? new cliProgress.SingleBar(
-        { format: 'chaos [{bar}] {value}/{total} batches | kills {kills}/{killsTotal} | {phase}', hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  bar?.start(totalBatches, 0, { kills: 0, killsTotal: options.kills, phase: 'starting' });
-
-  const kills: KillRecord[] = [];
-  let unexpectedExits = 0;
-  let zero: number | undefined;
-  let maxSeen = 0;
-  let done = false;
-  let timedOut = false;
-  let waitingRecovery: { since: number; record: KillRecord } | undefined;
-  let onProgress: (() => void) | undefined;
-  let child: ChildLink | undefined;
-  const entry = childEntry();
-
-  const spawnChild = (): ChildLink => {
-    const proc = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify(workload)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? 'error' },
-    });
-    let buffered = '';
-    proc.stdout?.setEncoding('utf8');
-    proc.stdout?.on('data', (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) handleLine(line);
-    });
-    proc.stderr?.setEncoding('utf8');
-    proc.stderr?.on('data', (chunk: string) => {
-      if (!showProgress) process.stderr.write(chunk.replace(/^/gm, '  [child] '));
-    });
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-    return { proc, exited, killedByUs: false };
-  };
-
-  const handleLine = (line: string) => {
-    const [kind, a] = line.split(' ');
-    if (kind === 'zero') zero = Number(a);
-    else if (kind === 'done') {
-      done = true;
-      onProgress?.();
-    } else if (kind === 'batch') {
-      const t = Number(a);
-      if (t > maxSeen) {
-        maxSeen = t;
-        if (waitingRecovery) {
-          waitingRecovery.record.recoveryMs = Math.round(performance.now() - waitingRecovery.since);
-          waitingRecovery = undefined;
-        }
-        onProgress?.();
-      }
-      if (zero !== undefined) bar?.update(Math.round((maxSeen - zero) / BATCH_MS), { kills: kills.length, phase: 'running' });
+    if (options.badInput) {
+      input = {
+        stream: `CHAOS_IN_${safeId}`,
+        deadLetterSubject: `chaos.${safeId}.dead-letter`,
+        seed: options.seed,
+        messages: options.inputMessages ?? 300,
+      };
+      const replicas = cluster ? 3 : 1;
+      await jsm.streams.add({
+        name: input.stream,
+        subjects: [`chaos.${safeId}.input`],
+        num_replicas: replicas,
+        duplicate_window: 10 * 60 * 1e9,
+      });
+      // Created before the run, so every dead letter the workload publishes is captured.
+      await jsm.streams.add({ name: `CHAOS_DLQ_${safeId}`, subjects: [input.deadLetterSubject], num_replicas: replicas });
     }
+  }
+  // An error past this point (a publish that never got through, an unreadable stream) must not leave servers running.
+  const cleanUp = async () => {
+    await nc?.close().catch(() => {});
+    await cluster?.shutdown().catch(() => {});
+    await single?.shutdown().catch(() => {});
   };
-
-  const nextProgress = () =>
-    new Promise<void>(
-      (resolve) =>
-        (onProgress = () => {
-          onProgress = undefined;
-          resolve();
-        }),
-    );
-
-  const deadline = setTimeout(
-    () => {
-      timedOut = true;
-      onProgress?.();
-    },
-    options.timeoutMs ?? 8 * 60_000,
-  );
   try {
-    child = spawnChild();
-    // Restart the driver whenever it dies, until the run is done.
-    const supervise = async () => {
-      while (!done && !timedOut) {
-        const current = child as ChildLink;
-        const code = await current.exited;
-        if (done || timedOut) return;
-        if (!current.killedByUs) unexpectedExits++;
-        if (code === 0 && !current.killedByUs) return;
-        child = spawnChild();
-        if (waitingRecovery) waitingRecovery.since = performance.now();
+    const seconds = Math.max(6, options.kills * 1.6 + 3);
+    const workload: WorkloadOptions = {
+      runId: runId.replace(/[^A-Za-z0-9_-]/g, '_'),
+      seed: options.seed,
+      records: Math.round(seconds * RATE_PER_SECOND),
+      ratePerSecond: RATE_PER_SECOND,
+      batchDurationMs: BATCH_MS,
+      checkpoint,
+      outDir: path.join(workDir, 'out'),
+      ...(resultsSubject ? { resultsSubject } : {}),
+      ...(input ? { input } : {}),
+    };
+    await fs.mkdir(path.join(workload.outDir, 'batches'), { recursive: true });
+    const totalBatches = Math.ceil((workload.records / RATE_PER_SECOND) * (1000 / BATCH_MS));
+    const showProgress = options.progress ?? process.stderr.isTTY === true;
+    const bar = showProgress
+      ? new cliProgress.SingleBar(
+          { format: 'chaos [{bar}] {value}/{total} batches | kills {kills}/{killsTotal} | {phase}', hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+    bar?.start(totalBatches, 0, { kills: 0, killsTotal: options.kills, phase: 'starting' });
+
+    const kills: KillRecord[] = [];
+    let unexpectedExits = 0;
+    let freshStarts = 0;
+    let zero: number | undefined;
+    let maxSeen = 0;
+    let done = false;
+    let timedOut = false;
+    let waitingRecovery: { since: number; record: KillRecord } | undefined;
+    let onProgress: (() => void) | undefined;
+    let child: ChildLink | undefined;
+    const entry = childEntry();
+
+    const spawnChild = (): ChildLink => {
+      const proc = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify(workload)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? 'error' },
+      });
+      let buffered = '';
+      proc.stdout?.setEncoding('utf8');
+      proc.stdout?.on('data', (chunk: string) => {
+        buffered += chunk;
+        const lines = buffered.split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) handleLine(line);
+      });
+      proc.stderr?.setEncoding('utf8');
+      proc.stderr?.on('data', (chunk: string) => {
+        if (!showProgress) process.stderr.write(chunk.replace(/^/gm, '  [child] '));
+      });
+      const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+      return { proc, exited, killedByUs: false };
+    };
+
+    const handleLine = (line: string) => {
+      const [kind, a] = line.split(' ');
+      // A resumed child keeps the first zero time; a new one means it lost its checkpoint and started afresh
+      // (without this the verifier took the newest zero and checked only the fresh run).
+      if (kind === 'zero') {
+        if (zero === undefined) zero = Number(a);
+        else if (Number(a) !== zero) freshStarts++;
+      } else if (kind === 'done') {
+        done = true;
+        onProgress?.();
+      } else if (kind === 'batch') {
+        const t = Number(a);
+        if (t > maxSeen) {
+          maxSeen = t;
+          if (waitingRecovery) {
+            waitingRecovery.record.recoveryMs = Math.round(performance.now() - waitingRecovery.since);
+            waitingRecovery = undefined;
+          }
+          onProgress?.();
+        }
+        if (zero !== undefined) bar?.update(Math.round((maxSeen - zero) / BATCH_MS), { kills: kills.length, phase: 'running' });
       }
     };
-    const supervision = supervise();
-    for (let i = 0; i < options.kills && !done && !timedOut; i++) {
-      const target = options.targets[Math.floor(rng() * options.targets.length)] ?? 'driver';
-      const wait = 100 + Math.floor(rng() * (options.killDelayMsMax ?? 800));
-      const which = Math.floor(rng() * 3);
-      const outage = 200 + Math.floor(rng() * 800);
-      await nextProgress();
-      if (done || timedOut) break;
-      await holdMs(wait);
-      if (done || timedOut) break;
-      const record: KillRecord = {
-        target: target === 'driver' ? 'driver' : cluster ? `nats-server ${which}` : 'nats-server',
-        atMs: elapsed(),
+
+    const nextProgress = () =>
+      new Promise<void>(
+        (resolve) =>
+          (onProgress = () => {
+            onProgress = undefined;
+            resolve();
+          }),
+      );
+
+    const deadline = setTimeout(
+      () => {
+        timedOut = true;
+        onProgress?.();
+        // Without this, a timed-out run waited for the child to end by itself (forever if it hung).
+        if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+      },
+      options.timeoutMs ?? 8 * 60_000,
+    );
+    const messages = input ? badInputMessages(input.seed, input.messages) : [];
+    const published: number[] = [];
+    const publishing = input && nc ? publishInput(nc, `chaos.${safeId}.input`, safeId, messages, published, () => timedOut) : undefined;
+    try {
+      // Half of the bad input is there before the first start, the rest arrives during the run.
+      await publishing?.before;
+      child = spawnChild();
+      // Restart the driver whenever it dies, until the run is done.
+      const supervise = async () => {
+        while (!done && !timedOut) {
+          const current = child as ChildLink;
+          const code = await current.exited;
+          if (done || timedOut) return;
+          if (!current.killedByUs) unexpectedExits++;
+          if (code === 0 && !current.killedByUs) return;
+          child = spawnChild();
+          if (waitingRecovery) waitingRecovery.since = performance.now();
+        }
       };
-      kills.push(record);
-      bar?.update({ kills: kills.length, phase: `killed ${record.target}` });
-      if (target === 'driver') {
-        const current = child as ChildLink;
-        current.killedByUs = true;
-        waitingRecovery = { since: performance.now(), record };
-        current.proc.kill('SIGKILL');
-        await current.exited;
-      } else {
-        if (cluster) await cluster.stop(which);
-        else await (single as NatsServer).stop();
-        await holdMs(outage);
-        if (cluster) await cluster.restart(which);
-        else await (single as NatsServer).restart();
-        waitingRecovery = { since: performance.now(), record };
+      const supervision = supervise();
+      for (let i = 0; i < options.kills && !done && !timedOut; i++) {
+        const target = options.targets[Math.floor(rng() * options.targets.length)] ?? 'driver';
+        const wait = 100 + Math.floor(rng() * (options.killDelayMsMax ?? 800));
+        const which = Math.floor(rng() * 3);
+        const outage = 200 + Math.floor(rng() * 800);
+        await nextProgress();
+        if (done || timedOut) break;
+        await holdMs(wait);
+        if (done || timedOut) break;
+        const record: KillRecord = {
+          target: target === 'driver' ? 'driver' : cluster ? `nats-server ${which}` : 'nats-server',
+          atMs: elapsed(),
+        };
+        kills.push(record);
+        bar?.update({ kills: kills.length, phase: `killed ${record.target}` });
+        if (target === 'driver') {
+          const current = child as ChildLink;
+          current.killedByUs = true;
+          waitingRecovery = { since: performance.now(), record };
+          current.proc.kill('SIGKILL');
+          await current.exited;
+        } else {
+          if (cluster) await cluster.stop(which);
+          else await (single as NatsServer).stop();
+          await holdMs(outage);
+          if (cluster) await cluster.restart(which);
+          else await (single as NatsServer).restart();
+          waitingRecovery = { since: performance.now(), record };
+          // One fault at a time: the next kill waits until every replica caught up again
+          // (killing a second node of a 3-node cluster mid catch-up is a double fault).
+          if (cluster && nc)
+            await replicasCurrent(nc, [`TRIBUTARY_${appNameOf(workload)}`, `OBJ_TRIBUTARY_${appNameOf(workload)}_SNAPSHOTS`]);
+        }
       }
+      bar?.update({ phase: 'finishing' });
+      while (!done && !timedOut) await nextProgress();
+      await supervision;
+    } finally {
+      clearTimeout(deadline);
+      if (child && child.proc.exitCode === null) {
+        child.proc.kill('SIGKILL');
+        await child.exited;
+      }
+      bar?.stop();
     }
-    bar?.update({ phase: 'finishing' });
-    while (!done && !timedOut) await nextProgress();
-    await supervision;
-  } finally {
-    clearTimeout(deadline);
-    if (child && child.proc.exitCode === null) {
-      child.proc.kill('SIGKILL');
-      await child.exited;
-    }
-    bar?.stop();
+    let results: [number, string, number][] | undefined;
+    if (nc && resultsSubject) results = await readResults(nc, resultsStream);
+    await publishing?.during.catch(() => {});
+    const deadLetters = nc && input ? await checkDeadLetters(nc, `CHAOS_DLQ_${safeId}`, messages, published) : undefined;
+    const verdict = zero === undefined || timedOut ? failedVerdict() : await verifyRun(workload, zero, results);
+    await nc?.close();
+    await cluster?.shutdown();
+    await single?.shutdown();
+    const passed =
+      !timedOut &&
+      verdict.recordsLost === 0 &&
+      verdict.batchesMissing === 0 &&
+      verdict.batchesMismatched === 0 &&
+      verdict.duplicates === 0 &&
+      verdict.finalStateMismatches === 0 &&
+      verdict.inputMismatches === 0 &&
+      freshStarts === 0 &&
+      (deadLetters === undefined || (deadLetters.missing === 0 && deadLetters.unexpected === 0)) &&
+      kills.length === options.kills;
+    if (!options.keep && passed) await fs.rm(workDir, { recursive: true, force: true });
+    return {
+      ...verdict,
+      options,
+      kills,
+      unexpectedExits,
+      freshStarts,
+      wallMs: elapsed(),
+      workDir,
+      workload,
+      zeroTimeMs: zero,
+      timedOut,
+      passed,
+      ...(deadLetters ? { deadLetters } : {}),
+    };
+  } catch (error) {
+    await cleanUp();
+    throw error;
   }
-  let results: [number, string, number][] | undefined;
-  if (nc && resultsSubject) results = await readResults(nc, resultsStream);
-  const verdict = zero === undefined || timedOut ? failedVerdict() : await verifyRun(workload, zero, results);
-  await nc?.close();
-  await cluster?.shutdown();
-  await single?.shutdown();
-  const passed =
-    !timedOut &&
-    verdict.recordsLost === 0 &&
-    verdict.batchesMissing === 0 &&
-    verdict.batchesMismatched === 0 &&
-    verdict.duplicates === 0 &&
-    verdict.finalStateMismatches === 0 &&
-    kills.length === options.kills;
-  if (!options.keep && passed) await fs.rm(workDir, { recursive: true, force: true });
-  return { ...verdict, options, kills, unexpectedExits, wallMs: elapsed(), workDir, timedOut, passed };
+}
+
+/** Waits (bounded: 60 s) until every replica of `streams` is current, with no lag. */
+async function replicasCurrent(nc: NatsConnection, streams: readonly string[]): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const deadline = performance.now() + 60_000;
+  for (const stream of streams) {
+    while (performance.now() < deadline) {
+      const info = await jsm.streams.info(stream).catch(() => undefined);
+      const replicas = info?.cluster?.replicas ?? [];
+      if (info?.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline && (r.lag ?? 0) === 0)) break;
+      await holdMs(250);
+    }
+  }
 }
 
 function failedVerdict(): Verdict {
@@ -281,19 +394,94 @@ function failedVerdict(): Verdict {
     batchesMismatched: 0,
     duplicates: 0,
     finalStateMismatches: 1,
+    inputMismatches: 0,
   };
 }
 
+const PUBLISH_TRIES_MAX = 50;
+
+/** Publishes one message, retrying through a server outage; the message id makes a retry harmless. */
+async function publishOne(js: JetStreamClient, subject: string, data: Uint8Array, msgID: string, gaveUp: () => boolean): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await js.publish(subject, data, { msgID, timeout: 2000 })).seq;
+    } catch (error) {
+      if (attempt >= PUBLISH_TRIES_MAX || gaveUp()) throw error;
+      await holdMs(100);
+    }
+  }
+}
+
+/**
+ * Publishes the bad input: the first half at once (`before`), the rest in small
+ * chunks during the run (`during`); `published[i]` is message i's stream sequence.
+ */
+function publishInput(
+  nc: NatsConnection,
+  subject: string,
+  runId: string,
+  messages: readonly InputMessage[],
+  published: number[],
+  gaveUp: () => boolean,
+): { before: Promise<void>; during: Promise<void> } {
+  const js = jetstream(nc);
+  const half = Math.ceil(messages.length / 2);
+  const publishRange = async (from: number, to: number) => {
+    for (let i = from; i < to; i++)
+      published[i] = await publishOne(js, subject, (messages[i] as InputMessage).data, `${runId}-${i}`, gaveUp);
+  };
+  const before = publishRange(0, half);
+  const during = before.then(async () => {
+    const chunk = 10;
+    for (let i = half; i < messages.length && !gaveUp(); i += chunk) {
+      await holdMs(50);
+      await publishRange(i, Math.min(messages.length, i + chunk));
+    }
+  });
+  during.catch(() => {});
+  return { before, during };
+}
+
+/** Reads the captured dead letters and compares their stream sequences with the malformed messages'. */
+async function checkDeadLetters(
+  nc: NatsConnection,
+  stream: string,
+  messages: readonly InputMessage[],
+  published: readonly number[],
+): Promise<DeadLetterCheck> {
+  const found = new Set<number>();
+  for (const seq of await readAll(nc, stream, (m) => Number(m.headers?.get('Tributary-Stream-Seq')))) found.add(seq);
+  let expected = 0;
+  let missing = 0;
+  let unexpected = 0;
+  const good = new Set<number>();
+  messages.forEach((m, i) => {
+    const seq = published[i];
+    if (m.kind === 'good') {
+      if (seq !== undefined) good.add(seq);
+      return;
+    }
+    expected++;
+    if (seq === undefined || !found.has(seq)) missing++;
+  });
+  for (const seq of found) if (good.has(seq) || !published.includes(seq)) unexpected++;
+  return { expected, found: found.size, missing, unexpected, goodRecords: messages.length - expected };
+}
+
 async function readResults(nc: NatsConnection, stream: string): Promise<[number, string, number][]> {
+  return readAll(nc, stream, (m) => JSON.parse(new TextDecoder().decode(m.data)) as [number, string, number]);
+}
+
+/** Every message of a stream, read with an ordered consumer. */
+async function readAll<T>(nc: NatsConnection, stream: string, read: (m: JsMsg) => T): Promise<T[]> {
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(stream);
-  const out: [number, string, number][] = [];
+  const out: T[] = [];
   if (info.state.messages === 0) return out;
-  const { jetstream } = await import('@nats-io/jetstream');
   const consumer = await jetstream(nc).consumers.get(stream);
   const messages = await consumer.consume({ max_messages: 1000 });
   for await (const m of messages) {
-    out.push(JSON.parse(new TextDecoder().decode(m.data)) as [number, string, number]);
+    out.push(read(m));
     if (m.seq >= info.state.last_seq) break;
   }
   messages.stop();
@@ -323,11 +511,18 @@ export function formatChaosReport(r: ChaosReport): string {
     `kills:                  ${r.kills.length} of ${o.kills} (${[...byTarget].map(([t, n]) => `${t} ${n}`).join(', ') || 'none'})`,
     `recoveries:             ${recoveries.length}${r.unexpectedExits > 0 ? ` (+${r.unexpectedExits} unexpected driver exits, restarted)` : ''}`,
     `recovery time:          ${stats(recoveries)}`,
+    ...(r.freshStarts > 0 ? [`checkpoint lost:        ${r.freshStarts} restarts began afresh (a new zero time)`] : []),
     `records in:             ${r.recordsIn} words`,
     `records lost:           ${r.recordsLost}`,
     `batches:                ${r.batchesExpected} expected, ${r.batchesMissing} missing, ${r.batchesMismatched} wrong`,
     `duplicate outputs:      ${r.duplicates} (exactly-once sinks)`,
     `final-state mismatches: ${r.finalStateMismatches}`,
+    ...(r.deadLetters
+      ? [
+          `bad input:              ${r.deadLetters.goodRecords} good records, ${r.deadLetters.expected} malformed; ${r.inputMismatches} words miscounted`,
+          `dead letters: ${r.deadLetters.expected} expected, ${r.deadLetters.found} found${r.deadLetters.missing > 0 ? `, ${r.deadLetters.missing} missing` : ''}${r.deadLetters.unexpected > 0 ? `, ${r.deadLetters.unexpected} good ones dead-lettered` : ''}`,
+        ]
+      : []),
     `kill moments (ms):      ${r.kills.map((k) => `${k.atMs}:${k.target}`).join(' ') || '-'}`,
     `wall time:              ${(r.wallMs / 1000).toFixed(1)} s${r.timedOut ? ' (TIMED OUT)' : ''}`,
     `result:                 ${r.passed ? 'PASS' : `FAIL (outputs kept in ${r.workDir}; replay with --seed ${o.seed})`}`,

@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { badInputMessages, INPUT_WORD_PREFIX, inputWordCounts } from './bad-input.ts';
 import { countWords, seqAt, type WorkloadOptions } from './word-count-workload.ts';
 
 /** What the outputs of a run say. */
@@ -15,6 +16,30 @@ export interface Verdict {
   readonly batchesMismatched: number;
   readonly duplicates: number;
   readonly finalStateMismatches: number;
+  /**
+   * With bad input: words of the good records whose count summed over every batch
+   * differs from the oracle (a message lost, counted twice, or a malformed one
+   * counted); 0 without bad input.
+   */
+  readonly inputMismatches: number;
+}
+
+/** Splits a batch's counts into the generator's words and the bad input's words. */
+function splitCounts(counts: Map<string, number>): { generated: Map<string, number>; input: Map<string, number> } {
+  const generated = new Map<string, number>();
+  const input = new Map<string, number>();
+  for (const [w, n] of counts) (w.startsWith(INPUT_WORD_PREFIX) ? input : generated).set(w, n);
+  return { generated, input };
+}
+
+function addInto(into: Map<string, number>, counts: Map<string, number>): void {
+  for (const [w, n] of counts) into.set(w, (into.get(w) ?? 0) + n);
+}
+
+function differingKeys(a: Map<string, number>, b: Map<string, number>): number {
+  let n = 0;
+  for (const k of new Set([...a.keys(), ...b.keys()])) if (a.get(k) !== b.get(k)) n++;
+  return n;
 }
 
 function sameCounts(a: Map<string, number>, b: Map<string, number>): boolean {
@@ -68,6 +93,7 @@ export async function verifyRun(
     expected.set(t, countWords(options.seed, seqAt(options, zeroTimeMs, t - d), seqAt(options, zeroTimeMs, t)));
   }
   const { byTime, partial } = await readBatchDirs(options.outDir);
+  const inputOracle = options.input ? inputWordCounts(badInputMessages(options.input.seed, options.input.messages)) : new Map();
   let missing = 0;
   let mismatched = partial;
   let processedWords = 0;
@@ -77,9 +103,14 @@ export async function verifyRun(
       missing++;
       continue;
     }
-    if (!sameCounts(got, want)) mismatched++;
-    for (const n of got.values()) processedWords += n;
+    const { generated } = splitCounts(got);
+    if (!sameCounts(generated, want)) mismatched++;
+    for (const n of generated.values()) processedWords += n;
   }
+  // Input messages land in whichever batch allocated them: compare their sum over all batches.
+  const inputSeen = new Map<string, number>();
+  for (const got of byTime.values()) addInto(inputSeen, splitCounts(got).input);
+  let inputMismatches = differingKeys(inputSeen, inputOracle);
   let duplicates = 0;
   if (jetStreamResults !== undefined) {
     const seen = new Set<string>();
@@ -97,16 +128,19 @@ export async function verifyRun(
     for (const [t, want] of expected) {
       const got = fromStream.get(t);
       if (got === undefined) missing++;
-      else if (!sameCounts(got, want)) mismatched++;
+      else if (!sameCounts(splitCounts(got).generated, want)) mismatched++;
     }
+    const inputFromStream = new Map<string, number>();
+    for (const got of fromStream.values()) addInto(inputFromStream, splitCounts(got).input);
+    inputMismatches += differingKeys(inputFromStream, inputOracle);
   }
   const oracle = countWords(options.seed, 0, options.records);
   let totalWords = 0;
   for (const n of oracle.values()) totalWords += n;
   const totalsFile = await fs.readFile(path.join(options.outDir, 'totals.json'), 'utf8').catch(() => '{"totals":{}}');
   const totals = new Map(Object.entries((JSON.parse(totalsFile) as { totals: Record<string, number> }).totals));
-  let finalStateMismatches = 0;
-  for (const k of new Set([...oracle.keys(), ...totals.keys()])) if (oracle.get(k) !== totals.get(k)) finalStateMismatches++;
+  addInto(oracle, inputOracle);
+  const finalStateMismatches = differingKeys(oracle, totals);
   return {
     recordsIn: totalWords,
     recordsLost: Math.max(0, totalWords - processedWords),
@@ -115,5 +149,6 @@ export async function verifyRun(
     batchesMismatched: mismatched,
     duplicates,
     finalStateMismatches,
+    inputMismatches,
   };
 }

@@ -5,10 +5,11 @@
  * oracle computes, from the same generator, what every batch and the final state
  * must be, whatever was killed on the way.
  */
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { writeFileDurably } from '../../journal/durable-fs.ts';
 import { StreamingContext } from '../streaming-context.ts';
 import { textLine } from '../text-generator.ts';
+import { decodeInputLine } from './bad-input.ts';
 
 /** What a chaos run of the workload is made of. */
 export interface WorkloadOptions {
@@ -24,6 +25,19 @@ export interface WorkloadOptions {
   readonly outDir: string;
   /** With a NATS journal, per-batch counts also go to this JetStream subject. */
   readonly resultsSubject?: string;
+  /** With `--bad-input`: a JetStream stream of good and malformed records, read too. */
+  readonly input?: BadInputOptions;
+}
+
+/** Where the bad input of a run is and what it holds. */
+export interface BadInputOptions {
+  /** The JetStream stream the runner publishes to. */
+  readonly stream: string;
+  /** Where undecodable messages go (a stream created by the runner captures it). */
+  readonly deadLetterSubject: string;
+  /** Seed and number of messages: `badInputMessages(seed, messages)` is the input. */
+  readonly seed: number;
+  readonly messages: number;
 }
 
 /** The app name of a run (unique, so JetStream streams of runs never mix). */
@@ -45,18 +59,6 @@ export function countWords(seed: number, from: number, to: number): Map<string, 
   return counts;
 }
 
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const temp = `${file}.tmp-${process.pid}`;
-  const handle = await fs.open(temp, 'w');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, file);
-}
-
 /**
  * Builds the workload's context (not started).
  *
@@ -71,10 +73,16 @@ export function buildWordCountWorkload(options: WorkloadOptions): StreamingConte
     // Checkpoint every 5 batches, so kills land before, at and between checkpoints.
     snapshotFullEvery: 3,
   });
-  const pairs = ssc
-    .generatorStream({ ratePerSecond: options.ratePerSecond, seed: options.seed, limit: options.records })
-    .flatMap((line) => line.split(' '))
-    .map((w) => [w, 1] as [string, number]);
+  const generated = ssc.generatorStream({ ratePerSecond: options.ratePerSecond, seed: options.seed, limit: options.records });
+  // Good records of the bad input add their words (prefixed `in-`) to the same counts.
+  const lines = options.input
+    ? generated.union(
+        ssc
+          .jetstreamStream({ stream: options.input.stream, decoder: decodeInputLine, deadLetterSubject: options.input.deadLetterSubject })
+          .map((r) => r.line),
+      )
+    : generated;
+  const pairs = lines.flatMap((line) => line.split(' ')).map((w) => [w, 1] as [string, number]);
   const perBatch = pairs.reduceByKey((a, b) => a + b).uid('per-batch');
   perBatch.saveAsTextFiles(path.join(options.outDir, 'batches', 'counts'));
   if (options.resultsSubject !== undefined) {
@@ -96,7 +104,7 @@ export function buildWordCountWorkload(options: WorkloadOptions): StreamingConte
     .uid('totals')
     .checkpoint(options.batchDurationMs * 5);
   totals.foreachBatch((records, time) =>
-    writeAtomically(path.join(options.outDir, 'totals.json'), JSON.stringify({ time, totals: Object.fromEntries(records) })),
+    writeFileDurably(path.join(options.outDir, 'totals.json'), JSON.stringify({ time, totals: Object.fromEntries(records) })),
   );
   return ssc;
 }
