@@ -373,13 +373,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
 /** Waits (bounded: 60 s) until every replica of `streams` is current, with no lag. */
 async function replicasCurrent(nc: NatsConnection, streams: readonly string[]): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const deadline = performance.now() + 60_000;
+  // Bounded: a replica that stays behind must not stall the run; the kill then lands anyway.
+  const deadline = performance.now() + 15_000;
   for (const stream of streams) {
     while (performance.now() < deadline) {
-      const info = await jsm.streams.info(stream).catch(() => undefined);
+      // Requests time out while the cluster elects leaders: that is a "not yet".
+      const info = await jetstreamManager(nc, { timeout: 2000 })
+        .then((jsm) => jsm.streams.info(stream))
+        .catch(() => undefined);
       const replicas = info?.cluster?.replicas ?? [];
-      if (info?.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline && (r.lag ?? 0) === 0)) break;
+      if (info?.cluster?.leader && replicas.length > 0 && replicas.every((r) => r.current && !r.offline)) break;
       await holdMs(250);
     }
   }
