@@ -97,7 +97,7 @@ const BATCH_MS = 1000;
 const STRIDE = 7919;
 const WAIT_LIMIT_MS = 120_000;
 
-type Pair = [string, number];
+export type Pair = [string, number];
 type StatefulOp = 'updateStateByKey' | 'mapWithState';
 
 function keyOf(i: number): string {
@@ -105,14 +105,14 @@ function keyOf(i: number): string {
 }
 
 /** Keys [from, to) with value 1. */
-function loadBatch(from: number, to: number): Pair[] {
+export function loadBatch(from: number, to: number): Pair[] {
   const out: Pair[] = [];
   for (let i = from; i < to; i++) out.push([keyOf(i), 1]);
   return out;
 }
 
 /** `records` distinct existing keys out of `keys`, a different set for every `seq` (as bench/state.ts). */
-function updateBatch(seq: number, records: number, keys: number): Pair[] {
+export function updateBatch(seq: number, records: number, keys: number): Pair[] {
   const out: Pair[] = [];
   let i = (seq * 104_729) % keys;
   for (let j = 0; j < records; j++) {
@@ -317,10 +317,18 @@ async function wordCountRun(queue: readonly string[][], dir: string | undefined,
   return elapsed;
 }
 
-/** One updateStateByKey run: a loading batch (untimed), then `queue.length - 1` timed batches. */
-async function updateStateRun(queue: readonly Pair[][], dir: string | undefined, cfg: CheckpointConfig): Promise<number> {
+/**
+ * One updateStateByKey run: a loading batch (untimed), then `queue.length - 1` timed batches.
+ * `dir` may be a nats:// URL (bench/nats.ts), where each app name gets its own stream and bucket.
+ */
+export async function updateStateRun(
+  queue: readonly Pair[][],
+  dir: string | undefined,
+  cfg: CheckpointConfig,
+  appName = 'bench-ckpt-usbk',
+): Promise<number> {
   const ssc = new StreamingContext({
-    appName: 'bench-ckpt-usbk',
+    appName,
     batchDuration: BATCH_MS,
     partitions: cfg.partitions,
     clock: new ManualClock(),
@@ -351,7 +359,7 @@ async function updateStateRun(queue: readonly Pair[][], dir: string | undefined,
 }
 
 /** Runs `run` with checkpointing on, in a fresh temp directory removed afterwards. */
-async function withDir<T>(tag: string, run: (dir: string) => Promise<T>): Promise<T> {
+export async function withDir<T>(tag: string, run: (dir: string) => Promise<T>): Promise<T> {
   const dir = await makeTempDir(tag);
   try {
     return await run(dir);

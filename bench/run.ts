@@ -25,16 +25,24 @@
  *                  (target <= 50 ms); recovery of 1M keys after a crash (getOrCreate +
  *                  start + 10 replayed batches, target < 3 s) with its breakdown.
  *                  See bench/checkpoint.ts.
+ *   5. nats        on a nats-server started for the run (skipped if the binary is
+ *                  missing): the updateStateByKey workload of 4 with checkpoints in
+ *                  JetStream vs a directory vs off (target JetStream/off >= 0.9x);
+ *                  jetstreamStream's read rate vs an ordered consumer's raw rate on a
+ *                  500k-message stream (target >= 0.8x), and the replay after a crash.
+ *                  See bench/nats.ts.
  *
  * Per-batch times (2, 3) are the wall time of `runBatches(1)` plus the state commit
  * that nact runs just after it resolves; BatchInfo.processingMs, which leaves the
  * commit out, is printed alongside. A missed target prints "NOT met" and never
  * changes the exit code. The process re-executes itself with --expose-gc (needed for
  * the heap measurements). `npm run bench -- word-count state` runs a subset.
- * Takes about two and a half minutes on a 2-core machine (checkpoint: ~1.5 of them).
+ * Takes about three and a half minutes on a 2-core machine (checkpoint: ~1.5 of them,
+ * nats: ~1).
  */
 import { spawnSync } from 'node:child_process';
 import { benchCheckpoint } from './checkpoint.ts';
+import { benchNats } from './nats.ts';
 import { benchState } from './state.ts';
 import { type Row, renderTable } from './table.ts';
 import { progress } from './util.ts';
@@ -46,6 +54,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   windowed: () => benchWindowed(),
   state: () => benchState(),
   checkpoint: () => benchCheckpoint(),
+  nats: () => benchNats(),
 };
 
 function reexecWithGc(): never {
