@@ -5,7 +5,7 @@
  * and are validated after reading, as on disk.
  */
 import { StorageType } from '@nats-io/jetstream';
-import { type ObjectStore, Objm } from '@nats-io/obj';
+import { type ObjectStore, Objm, setSha256Backend } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { scanFrames } from '../journal/codec.ts';
 import { CorruptCheckpointError } from '../journal/errors.ts';
@@ -33,6 +33,9 @@ async function retrying<T>(what: string, logger: Logger | undefined, op: () => P
     }
   }
 }
+
+// node:crypto hashes a 1.5 MB snapshot in ~1 ms; the default pure-JS SHA-256 takes 15-30 ms.
+setSha256Backend('native');
 
 function objectName(key: SnapshotKey): string {
   return `${encodeURIComponent(key.operator)}/${key.partition}/${key.time}`;
