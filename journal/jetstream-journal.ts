@@ -196,7 +196,13 @@ export class JetStreamJournal implements Journal {
       const cut = this.#segmentStarts[this.#segmentStarts.length - keepSegments] as number;
       this.#segmentStarts = this.#segmentStarts.slice(-keepSegments);
       // Purge keeps messages >= seq; seq <= 1 or beyond last_seq + 1 would empty the stream.
-      if (cut > 1 && cut <= this.#lastSeq + 1) await (this.#jsm as JetStreamManager).streams.purge(this.#stream, { seq: cut });
+      // Guard with the server's last_seq, read now: after a failover it can be behind
+      // what this writer saw acked, and a purge beyond last_seq + 1 empties the stream.
+      const jsm = this.#jsm as JetStreamManager;
+      const info = await jsm.streams.info(this.#stream);
+      if (cut > 1 && cut <= info.state.last_seq && cut <= this.#lastSeq + 1 && cut >= info.state.first_seq) {
+        await jsm.streams.purge(this.#stream, { seq: cut });
+      }
     });
   }
 
