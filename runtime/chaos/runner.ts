@@ -169,8 +169,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   };
   try {
     // Enough stream time for every kill: a nats-server kill costs an outage, an election
-  // and the replicas' catch-up (seconds), a driver kill a restart (under a second).
-  const seconds = Math.max(6, options.kills * (natsTargeted ? 5 : 1.6) + 3);
+    // and the replicas' catch-up (seconds), a driver kill a restart (under a second).
+    const seconds = Math.max(6, options.kills * (natsTargeted ? 5 : 1.6) + 3);
     const workload: WorkloadOptions = {
       runId: runId.replace(/[^A-Za-z0-9_-]/g, '_'),
       seed: options.seed,
