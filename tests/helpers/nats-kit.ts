@@ -5,7 +5,10 @@
  */
 import { DeliverPolicy, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import anyTest, { type TestFn } from 'ava';
 import type { StreamingContext } from '../../runtime/index.ts';
+import { TempDirs } from './checkpoint-kit.ts';
+import { connectTo, type NatsServer, startNatsServer } from './nats-server.ts';
 
 /** A count that promises can wait on. */
 export class Tally {
@@ -132,3 +135,41 @@ export async function publishAll(nc: NatsConnection, subject: string, payloads: 
 export const text = (data: Uint8Array): string => new TextDecoder().decode(data);
 /** UTF-8 bytes of a string. */
 export const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** What every NATS test file keeps: one server, a client, temp dirs and what to stop. */
+export interface NatsSuite {
+  server: NatsServer;
+  nc: NatsConnection;
+  dirs: TempDirs;
+  contexts: StreamingContext[];
+  collectors: Collector[];
+}
+
+let uniqSeq = 0;
+/** A stream, subject or app name no other test of the file uses (no dots, so it fits stream names). */
+export const uniq = (what: string): string => `${what}${++uniqSeq}`;
+
+/**
+ * The typed ava `test` of a NATS test file: a real nats-server for the file, started
+ * before its tests, and everything they registered stopped after them.
+ *
+ * @example
+ * const test = natsSuite();
+ * test('x - y', async (t) => { t.context.nc ... });
+ */
+export function natsSuite(): TestFn<NatsSuite> {
+  const test = anyTest as TestFn<NatsSuite>;
+  test.before(async (t) => {
+    const server = await startNatsServer();
+    t.context = { server, nc: await connectTo(server.url), dirs: new TempDirs(), contexts: [], collectors: [] };
+  });
+  test.after.always(async (t) => {
+    const { server, nc, dirs, contexts, collectors } = t.context ?? {};
+    for (const ssc of contexts ?? []) await ssc.stop().catch(() => {});
+    for (const c of collectors ?? []) c.close();
+    await nc?.close();
+    await server?.shutdown();
+    await dirs?.removeAll();
+  });
+  return test;
+}

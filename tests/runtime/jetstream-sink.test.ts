@@ -1,39 +1,10 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import anyTest, { type TestFn } from 'ava';
 import { decodeValue } from '../../journal/codec.ts';
 import { BatchFailedError, InvalidConfigError, InvalidGraphError, StreamingContext, type ToJetStreamOptions } from '../../runtime/index.ts';
 import { ManualClock } from '../../runtime/testing.ts';
-import { deferred, quiet, TempDirs } from '../helpers/checkpoint-kit.ts';
-import { addStream, Collector, readStream, type Stored, text } from '../helpers/nats-kit.ts';
-import { connectTo, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
+import { addStream, Collector, type NatsSuite, natsSuite, readStream, type Stored, text, uniq } from '../helpers/nats-kit.ts';
 
-interface Ctx {
-  server: NatsServer;
-  nc: NatsConnection;
-  dirs: TempDirs;
-  contexts: StreamingContext[];
-  collectors: Collector[];
-}
-
-const test = anyTest as TestFn<Ctx>;
-
-test.before(async (t) => {
-  const server = await startNatsServer();
-  t.context = { server, nc: await connectTo(server.url), dirs: new TempDirs(), contexts: [], collectors: [] };
-});
-
-test.after.always(async (t) => {
-  const { server, nc, dirs, contexts, collectors } = t.context ?? {};
-  for (const ssc of contexts ?? []) await ssc.stop().catch(() => {});
-  for (const c of collectors ?? []) c.close();
-  await nc?.close();
-  await server?.shutdown();
-  await dirs?.removeAll();
-});
-
-let seq = 0;
-/** A stream or app name no other test uses. */
-const uniq = (what: string): string => `${what}${++seq}`;
+const test = natsSuite();
 
 interface Rec {
   readonly b: number;
@@ -53,7 +24,7 @@ interface Hooks {
 
 /** Publishes each batch of `queue` to `subject`, then a foreachBatch output (the hooks). */
 function sinkApp(
-  t: { context: Ctx },
+  t: { context: NatsSuite },
   appName: string,
   subject: string,
   clock: ManualClock,
@@ -96,7 +67,7 @@ const parsed = (stored: readonly Stored[]): Rec[] => stored.map((m) => JSON.pars
 const byKey = (a: Rec, b: Rec): number => a.b - b.b || a.r - b.r;
 
 /** Runs `queue` without interruption into a new stream; returns what the stream holds. */
-async function oracle(t: { context: Ctx }, appName: string, queue: readonly Rec[][], batches: number): Promise<Stored[]> {
+async function oracle(t: { context: NatsSuite }, appName: string, queue: readonly Rec[][], batches: number): Promise<Stored[]> {
   const stream = uniq('SINKORACLE');
   await addStream(t.context.nc, stream);
   const ssc = sinkApp(t, appName, `${stream}.out`, new ManualClock(), queue);
@@ -196,7 +167,7 @@ test('toJetStream - bad settings are refused at graph time; no NATS to connect t
 
 /** Resumes `appName` from `dir`, runs until batch `until`, and returns the stream's messages. */
 async function resume(
-  t: { context: Ctx },
+  t: { context: NatsSuite },
   dir: string,
   appName: string,
   subject: string,

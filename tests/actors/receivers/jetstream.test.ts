@@ -1,44 +1,15 @@
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
-import anyTest, { type TestFn } from 'ava';
 import type { JournalEvent } from '../../../journal/events.ts';
 import { InvalidConfigError, type JetStreamStreamOptions, StreamingContext } from '../../../runtime/index.ts';
 import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/testing.ts';
-import { deferred, quiet, TempDirs } from '../../helpers/checkpoint-kit.ts';
-import { addStream, bytes, Collector, publishAll, readStream, Watch } from '../../helpers/nats-kit.ts';
-import { connectTo, type NatsServer, startNatsServer } from '../../helpers/nats-server.ts';
+import { deferred, quiet } from '../../helpers/checkpoint-kit.ts';
+import { addStream, bytes, Collector, type NatsSuite, natsSuite, publishAll, readStream, uniq, Watch } from '../../helpers/nats-kit.ts';
 import { readJournal } from '../../helpers/recovery-harness.ts';
 
-interface Ctx {
-  server: NatsServer;
-  nc: NatsConnection;
-  dirs: TempDirs;
-  contexts: StreamingContext[];
-  collectors: Collector[];
-}
-
-const test = anyTest as TestFn<Ctx>;
-
-test.before(async (t) => {
-  const server = await startNatsServer();
-  t.context = { server, nc: await connectTo(server.url), dirs: new TempDirs(), contexts: [], collectors: [] };
-});
-
-test.after.always(async (t) => {
-  const { server, nc, dirs, contexts, collectors } = t.context ?? {};
-  for (const ssc of contexts ?? []) await ssc.stop().catch(() => {});
-  for (const c of collectors ?? []) c.close();
-  await nc?.close();
-  await server?.shutdown();
-  await dirs?.removeAll();
-});
-
-let seq = 0;
-/** A stream or app name no other test uses (stream names: no dots). */
-const uniq = (what: string): string => `${what}${++seq}`;
+const test = natsSuite();
 
 /** A context with a ManualClock; NATS from the config unless a nats:// checkpoint gives it. */
-function context(t: { context: Ctx }, appName: string, clock = new ManualClock(), natsConfig = true): StreamingContext {
+function context(t: { context: NatsSuite }, appName: string, clock = new ManualClock(), natsConfig = true): StreamingContext {
   const ssc = new StreamingContext({
     appName,
     batchDuration: 1000,
@@ -53,7 +24,7 @@ function context(t: { context: Ctx }, appName: string, clock = new ManualClock()
 
 /** A started context reading one jetstreamStream, collected batch by batch. */
 async function started<T = string>(
-  t: { context: Ctx },
+  t: { context: NatsSuite },
   options: JetStreamStreamOptions<T>,
 ): Promise<{ ssc: StreamingContext; watch: Watch; out: CollectedBatch<T>[] }> {
   const ssc = context(t, uniq('js-app'));
@@ -351,7 +322,7 @@ interface Recorded {
 
 /** Counts words read from `stream`; the raw output of batch `gate.at` waits for the test. */
 function countingApp(
-  t: { context: Ctx },
+  t: { context: NatsSuite },
   appName: string,
   options: JetStreamStreamOptions<string>,
   clock: ManualClock,

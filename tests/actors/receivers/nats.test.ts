@@ -1,44 +1,16 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import anyTest, { type TestFn } from 'ava';
 import { encodeValue } from '../../../journal/codec.ts';
 import { InvalidConfigError, type NatsStreamOptions, StreamingContext } from '../../../runtime/index.ts';
 import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/testing.ts';
-import { deferred, quiet, TempDirs } from '../../helpers/checkpoint-kit.ts';
-import { Collector, text, Watch } from '../../helpers/nats-kit.ts';
-import { connectTo, type NatsServer, startNatsServer } from '../../helpers/nats-server.ts';
+import { deferred, quiet } from '../../helpers/checkpoint-kit.ts';
+import { Collector, type NatsSuite, natsSuite, text, uniq, Watch } from '../../helpers/nats-kit.ts';
 
-interface Ctx {
-  server: NatsServer;
-  nc: NatsConnection;
-  dirs: TempDirs;
-  contexts: StreamingContext[];
-  collectors: Collector[];
-}
-
-const test = anyTest as TestFn<Ctx>;
-
-test.before(async (t) => {
-  const server = await startNatsServer();
-  t.context = { server, nc: await connectTo(server.url), dirs: new TempDirs(), contexts: [], collectors: [] };
-});
-
-test.after.always(async (t) => {
-  const { server, nc, dirs, contexts, collectors } = t.context ?? {};
-  for (const ssc of contexts ?? []) await ssc.stop().catch(() => {});
-  for (const c of collectors ?? []) c.close();
-  await nc?.close();
-  await server?.shutdown();
-  await dirs?.removeAll();
-});
-
-let seq = 0;
-/** A subject (and app name) no other test uses. */
-const uniq = (what: string): string => `${what}${++seq}`;
+const test = natsSuite();
 
 const enc = new TextEncoder();
 
 /** A context with a ManualClock reading NATS at the test server. */
-function context(t: { context: Ctx }, appName: string, clock = new ManualClock(), natsConfig = true): StreamingContext {
+function context(t: { context: NatsSuite }, appName: string, clock = new ManualClock(), natsConfig = true): StreamingContext {
   const ssc = new StreamingContext({
     appName,
     batchDuration: 1000,
@@ -54,7 +26,7 @@ function context(t: { context: Ctx }, appName: string, clock = new ManualClock()
 
 /** A started context with one natsStream collected batch by batch. */
 async function started<T>(
-  t: { context: Ctx },
+  t: { context: NatsSuite },
   subject: string,
   options: NatsStreamOptions<T> = {},
 ): Promise<{ ssc: StreamingContext; watch: Watch; out: CollectedBatch<T>[] }> {
@@ -349,7 +321,7 @@ interface CrashRun {
 
 /** A counting app; the raw output of batch `gate.at` waits for the test. */
 function crashApp(
-  t: { context: Ctx },
+  t: { context: NatsSuite },
   appName: string,
   subject: string,
   clock: ManualClock,
