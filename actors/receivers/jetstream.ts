@@ -4,11 +4,12 @@
  * replay reads the same range again. Undecodable messages go to the dead-letter
  * subject and never stop the app.
  */
+
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { headers as natsHeaders } from '@nats-io/transport-node';
-import { type Decoder, decodeFailure, decoderOf } from '../../runtime/decoders.ts';
+import { type Decoder, decoderOf } from '../../runtime/decoders.ts';
 import { InvalidConfigError } from '../../runtime/errors.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import { publishDeadLetter } from './dead-letter.ts';
 
 /** Options of jetstreamStream. */
 export interface JetStreamStreamOptions<T> {
@@ -95,12 +96,7 @@ export function jetstreamSource<T>(options: JetStreamStreamOptions<T>): InputSou
                 // Dead letters stored back into the stream read (its subjects cover them) are skipped: reading them would loop.
                 if (m.subject !== deadLetter) out.push(decode(m.data));
               } catch (e) {
-                // One line: a CR/LF in a header value throws and would fail the whole batch.
-                const reason = decodeFailure(e);
-                const h = natsHeaders();
-                h.set('Tributary-Error', reason);
-                h.set('Tributary-Stream-Seq', String(m.seq));
-                nc.publish(deadLetter, m.data, { headers: h });
+                const reason = publishDeadLetter(nc, deadLetter, m.data, e, { 'Tributary-Stream-Seq': String(m.seq) });
                 env.deadLetter({ subject: deadLetter, error: reason });
               }
               // pending counts what matches after this message: none left means the range is read.

@@ -4,10 +4,12 @@
  * when checkpoints are) before a batch may use it. A message that does not decode
  * goes to the dead-letter subject and never stops the app.
  */
-import { headers as natsHeaders, type Subscription } from '@nats-io/transport-node';
+
+import type { Subscription } from '@nats-io/transport-node';
 import { type Decoder, decodeFailure, decoderOf } from '../../runtime/decoders.ts';
 import { InvalidConfigError } from '../../runtime/errors.ts';
 import type { InputSource } from '../../runtime/input-source.ts';
+import { publishDeadLetter } from './dead-letter.ts';
 import { Receiver, receiverSource } from './receiver.ts';
 
 /** Options of natsStream. */
@@ -56,13 +58,10 @@ class NatsReceiver<T> extends Receiver<T> {
         try {
           record = this.#decode(msg.data);
         } catch (e) {
-          // One line, and nothing thrown from here: an exception in a callback stops the connection's reader.
+          // Nothing thrown from here: an exception in a callback stops the connection's reader.
           const reason = decodeFailure(e);
           try {
-            const h = natsHeaders();
-            h.set('Tributary-Error', reason);
-            h.set('Tributary-Subject', msg.subject);
-            nc.publish(deadLetter, msg.data, { headers: h });
+            publishDeadLetter(nc, deadLetter, msg.data, e, { 'Tributary-Subject': msg.subject });
           } catch (publishError) {
             this.reportError(`could not publish a dead letter to ${deadLetter}`, publishError);
           }
