@@ -7,6 +7,7 @@
  */
 import type { FingerprintEntry, JournalEvent, SnapshotRef } from '../journal/events.ts';
 import type { Journal } from '../journal/journal.ts';
+import { blockIdsOf } from '../journal/recovery-plan.ts';
 import type { Allocation, ReceivedBlock } from '../runtime/input-source.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
@@ -16,13 +17,6 @@ type Started = Extract<JournalEvent, { type: 'context.started' }>;
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
 type Allocated = Extract<JournalEvent, { type: 'batch.allocated' }>;
 type Block = Extract<JournalEvent, { type: 'receiver.block' }>;
-
-/** The ids of the received blocks an allocation uses. */
-export function blockIdsOf(inputs: Readonly<Record<string, Allocation>>): string[] {
-  const ids: string[] = [];
-  for (const a of Object.values(inputs)) if (a.type === 'blocks') ids.push(...a.ids);
-  return ids;
-}
 
 /** Limits and intervals of checkpointing. */
 export interface CheckpointSettings {

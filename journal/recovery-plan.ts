@@ -78,7 +78,14 @@ export function foldJournal(events: readonly JournalEvent[]): JournalState {
 export function pendingBlocks(state: JournalState, stream: string): ReceivedBlock[] {
   const allocated = new Set<string>();
   for (const inputs of state.allocations.values()) {
-    for (const a of Object.values(inputs)) if (a.type === 'blocks') for (const id of a.ids) allocated.add(id);
+    for (const id of blockIdsOf(inputs)) allocated.add(id);
   }
   return [...state.blocks.values()].filter((b) => b.stream === stream && !allocated.has(b.block.id)).map((b) => b.block);
+}
+
+/** The ids of the received blocks an allocation uses. */
+export function blockIdsOf(inputs: Readonly<Record<string, Allocation>>): string[] {
+  const ids: string[] = [];
+  for (const a of Object.values(inputs)) if (a.type === 'blocks') ids.push(...a.ids);
+  return ids;
 }

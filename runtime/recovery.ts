@@ -4,14 +4,14 @@
  * readable checkpoint and lists the batches to replay. A damaged or missing
  * snapshot falls back to the previous checkpoint (a longer replay, nothing lost).
  */
-import { blockIdsOf, Checkpointer, type CheckpointSettings } from '../actors/checkpointer.ts';
+import { Checkpointer, type CheckpointSettings } from '../actors/checkpointer.ts';
 import type { ReplayJob } from '../actors/driver.ts';
 import { CorruptCheckpointError, IncompatibleCheckpointError } from '../journal/errors.ts';
 import type { JournalEvent } from '../journal/events.ts';
 import { FileJournal } from '../journal/file-journal.ts';
 import { JetStreamJournal } from '../journal/jetstream-journal.ts';
 import type { Journal, JournalContents } from '../journal/journal.ts';
-import { foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
+import { blockIdsOf, foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
 import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
