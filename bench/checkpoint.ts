@@ -46,6 +46,7 @@ import { ManualClock } from '../runtime/testing.ts';
 import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { decodeSnapshot } from '../snapshots/snapshot-codec.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
+import { keyOf, loadBatch, type Pair, STRIDE, updateBatch } from './state.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';
 import { fullGc, heapUsedAfterGc, median, nextTurn, progress, quietLogger, runOneBatch, settle, timeMs } from './util.ts';
 import { WORD_COUNT_DEFAULTS, wordCountBatches } from './word-count.ts';
@@ -93,34 +94,9 @@ export const CHECKPOINT_DEFAULTS: CheckpointConfig = {
 
 const NAME = '4. checkpointing';
 const BATCH_MS = 1000;
-/** Prime, so coprime with the key counts used here: `i * STRIDE % keys` never repeats a key. */
-const STRIDE = 7919;
 const WAIT_LIMIT_MS = 120_000;
 
-export type Pair = [string, number];
 type StatefulOp = 'updateStateByKey' | 'mapWithState';
-
-function keyOf(i: number): string {
-  return `k${i}`;
-}
-
-/** Keys [from, to) with value 1. */
-export function loadBatch(from: number, to: number): Pair[] {
-  const out: Pair[] = [];
-  for (let i = from; i < to; i++) out.push([keyOf(i), 1]);
-  return out;
-}
-
-/** `records` distinct existing keys out of `keys`, a different set for every `seq` (as bench/state.ts). */
-export function updateBatch(seq: number, records: number, keys: number): Pair[] {
-  const out: Pair[] = [];
-  let i = (seq * 104_729) % keys;
-  for (let j = 0; j < records; j++) {
-    out.push([keyOf(i), 1]);
-    i = (i + STRIDE) % keys;
-  }
-  return out;
-}
 
 /** Batch `seq` of keys never touched by another `seq` (until the keys run out). */
 function freshKeysBatch(seq: number, records: number, keys: number): Pair[] {

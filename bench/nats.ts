@@ -40,7 +40,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { StreamingContext } from '../runtime/index.ts';
 import { connectTo, type NatsServer, NatsServerError, startNatsServer } from '../runtime/nats-server-launcher.ts';
 import { ManualClock } from '../runtime/testing.ts';
-import { CHECKPOINT_DEFAULTS, type CheckpointConfig, loadBatch, type Pair, updateBatch, updateStateRun, withDir } from './checkpoint.ts';
+import { CHECKPOINT_DEFAULTS, type CheckpointConfig, updateStateRun, withDir } from './checkpoint.ts';
+import { loadBatch, type Pair, updateBatch } from './state.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';
 import { fullGc, median, progress, quietLogger, settle } from './util.ts';
 

@@ -38,25 +38,25 @@ export const STATE_DEFAULTS: StateConfig = {
 };
 
 type Op = 'updateStateByKey' | 'mapWithState';
-type Pair = [string, number];
+export type Pair = [string, number];
 
 const BATCH_MS = 1000;
 /** Coprime with the key counts used here, so one batch never repeats a key. */
-const STRIDE = 7919;
+export const STRIDE = 7919;
 
-function keyOf(i: number): string {
+export function keyOf(i: number): string {
   return `k${i}`;
 }
 
 /** Keys [from, to) with value 1. */
-function loadBatch(from: number, to: number): Pair[] {
+export function loadBatch(from: number, to: number): Pair[] {
   const out: Pair[] = [];
   for (let i = from; i < to; i++) out.push([keyOf(i), 1]);
   return out;
 }
 
 /** `records` distinct existing keys out of `keys`, different for every `seq`. */
-function updateBatch(seq: number, records: number, keys: number): Pair[] {
+export function updateBatch(seq: number, records: number, keys: number): Pair[] {
   const out: Pair[] = [];
   let i = (seq * 104_729) % keys;
   for (let j = 0; j < records; j++) {
