@@ -113,6 +113,7 @@ program
   .option('--targets <list>', 'what to kill: driver, nats or both (driver,nats)', 'driver')
   .option('--journal <kind>', 'checkpoint journal: file or nats', 'file')
   .option('--cluster', 'with --journal nats: a 3-node cluster and an R3 journal (default when nats is a target)')
+  .option('--single-server', 'with --journal nats: one nats-server and an R1 journal, even when nats is a target')
   .option('--timeout <seconds>', 'give up after this long', seconds, 480)
   .option('--keep', 'keep the work directory (outputs and checkpoint)')
   .option(
@@ -138,7 +139,7 @@ program
       seed: o.seed,
       targets: targets as ('driver' | 'nats')[],
       journal: o.journal,
-      ...(o.cluster ? { cluster: true } : {}),
+      ...(o.cluster ? { cluster: true } : o.singleServer ? { cluster: false } : {}),
       timeoutMs: o.timeout * 1000,
       progress: o.progress && process.stderr.isTTY === true,
       keep: o.keep === true,
@@ -154,6 +155,7 @@ interface ChaosCliOptions {
   targets: string;
   journal: 'file' | 'nats';
   cluster?: boolean;
+  singleServer?: boolean;
   timeout: number;
   keep?: boolean;
   badInput?: boolean;
