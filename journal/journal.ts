@@ -1,6 +1,6 @@
 /**
  * The journal: an append-only log of metadata events with one writer at a time.
- * Implemented by the file journal (embedded default) and, later, JetStream.
+ * Implemented by the file journal (embedded default) and the JetStream journal.
  */
 import type { JournalEvent } from './events.ts';
 
@@ -8,7 +8,7 @@ import type { JournalEvent } from './events.ts';
 export interface JournalContents {
   /** The writer's epoch: one more than the previous writer's. */
   readonly epoch: number;
-  /** Every retained event, oldest first (segment heads repeat earlier facts). */
+  /** Every retained event, oldest first (heads repeat earlier facts: fold them idempotently). */
   readonly events: readonly JournalEvent[];
   /** True when nothing was ever deleted: the events go back to the app's first start. */
   readonly complete: boolean;
@@ -30,9 +30,12 @@ export interface Journal {
   /** Makes every appended event durable (a commit point); FENCED once another driver took over. */
   sync(): Promise<void>;
   /**
-   * Starts a new segment beginning with `head` (the facts a reader needs from the
-   * older segments) and deletes all but the newest `keepSegments` (at least 1)
-   * segments; FENCED once another driver took over.
+   * Declares `head` the facts a reader needs from everything journaled so far, so the
+   * journal may forget the rest: the file journal starts a new segment with them and
+   * deletes all but the newest `keepSegments` (at least 1) segments; the JetStream
+   * journal keeps the configuration and checkpoints in its KV head and replays from
+   * the oldest other fact of the last `keepSegments` rolls. FENCED once another
+   * driver took over.
    */
   roll(head: readonly JournalEvent[], keepSegments: number): Promise<void>;
   /** Bytes the journal occupies. */

@@ -19,14 +19,34 @@ import type { SnapshotStore } from './snapshot-store.ts';
 /** Attempts of one store operation across a restart or leader election (about 30 s with 5 s timeouts). */
 const ATTEMPTS_MAX = 6;
 
-/** Runs `op` again while it fails with what a failover causes (timeouts, no leader yet). */
+/** How long one read of a snapshot may take before it is abandoned and done again. */
+const READ_DEADLINE_MS = 20_000;
+
+/** A read that delivered nothing in time, or bytes whose digest is not the leader's: read again. */
+class SnapshotReadRetry extends Error {}
+
+/** Rejects with a {@link SnapshotReadRetry} when `promise` has not settled within `ms`. */
+async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SnapshotReadRetry(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `op` again while it fails with what a failover causes (timeouts, no leader yet, a stalled or stale read). */
 async function retrying<T>(what: string, logger: Logger | undefined, op: () => Promise<T>): Promise<T> {
   let wait = 100;
   for (let attempt = 1; ; attempt++) {
     try {
       return await op();
     } catch (error) {
-      if (attempt >= ATTEMPTS_MAX || !isTransientNatsError(error)) throw error;
+      const again = isTransientNatsError(error) || error instanceof SnapshotReadRetry;
+      if (attempt >= ATTEMPTS_MAX || !again) throw error;
       logger?.warn({ err: error, attempt, what }, 'snapshot store operation failed; retrying');
       await delayMs(wait);
       wait = Math.min(wait * 2, 1000);
@@ -68,12 +88,27 @@ export class JetStreamSnapshotStore implements SnapshotStore {
   }
 
   #os(): Promise<ObjectStore> {
-    const store = (this.#store ??= new Objm(this.#nc).create(this.#bucket, { replicas: this.#replicas, storage: StorageType.File }));
+    const store = (this.#store ??= this.#openOrCreate());
     // A failure (server down, election) must not be cached: every later checkpoint would fail with it.
     store.catch(() => {
       if (this.#store === store) this.#store = undefined;
     });
     return store;
+  }
+
+  /**
+   * Binds to the bucket, creating it only when it does not exist: re-adding an
+   * existing stream asks the cluster for placement, which fails while a replica is
+   * offline (right after a node restart) although the bucket is usable.
+   */
+  async #openOrCreate(): Promise<ObjectStore> {
+    const objm = new Objm(this.#nc);
+    try {
+      return await objm.open(this.#bucket);
+    } catch (error) {
+      if (!/object store not found/.test((error as Error).message)) throw error;
+      return objm.create(this.#bucket, { replicas: this.#replicas, storage: StorageType.File });
+    }
   }
 
   async write(key: SnapshotKey, data: SnapshotData): Promise<number> {
@@ -89,7 +124,18 @@ export class JetStreamSnapshotStore implements SnapshotStore {
     const where = `${this.#bucket}/${objectName(key)}`;
     let data: Uint8Array | null;
     try {
-      data = await retrying(`read ${objectName(key)}`, this.#logger, async () => (await this.#os()).getBlob(objectName(key)));
+      // The object's size and SHA-256 come from its meta message, read through the stream leader;
+      // chunks that do not match them (a lagging replica) or that stop coming are read again.
+      data = await retrying(`read ${objectName(key)}`, this.#logger, async () => {
+        const os = await this.#os();
+        try {
+          return await withDeadline(os.getBlob(objectName(key)), READ_DEADLINE_MS, `reading ${where}`);
+        } catch (error) {
+          if (/digests do not match/.test((error as Error).message))
+            throw new SnapshotReadRetry((error as Error).message, { cause: error });
+          throw error;
+        }
+      });
     } catch (error) {
       throw new CorruptCheckpointError(`snapshot ${where} cannot be read: ${(error as Error).message}`, { cause: error });
     }

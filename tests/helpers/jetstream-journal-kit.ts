@@ -1,21 +1,22 @@
 /**
  * Looks inside the JetStream checkpoint of an app from a test: every message of its
- * journal stream (decoded, with its sequence and segment header), read with plain
- * stream-message gets so that no journal instance (and no fencing) is involved.
+ * journal stream (decoded, with its sequence; the writers' fence markers left out)
+ * and its head, read with plain stream-message and KV gets so that no journal
+ * instance (and no fencing) is involved.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeValue, scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
-import { journalNames } from '../../journal/jetstream-journal.ts';
+import type { JournalHead } from '../../journal/jetstream-head.ts';
+import { decodeHead } from '../../journal/jetstream-head.ts';
+import { headEvents, journalNames } from '../../journal/jetstream-journal.ts';
 import { connectTo } from './nats-server.ts';
 
 /** One message of a journal stream. */
 export interface JournalMessage {
   readonly seq: number;
   readonly subject: string;
-  /** True on the first message of a segment (set by roll()). */
-  readonly segmentStart: boolean;
   readonly event: JournalEvent;
 }
 
@@ -43,23 +44,38 @@ export async function journalMessages(nc: NatsConnection, appName: string): Prom
   for (let seq = Math.max(1, first); seq <= last; seq++) {
     const m = await jsm.streams.getMessage(stream, { seq });
     if (m === null) throw new Error(`journal stream ${stream} has no message ${seq} between ${first} and ${last}`);
+    if (m.header?.has('Tributary-Fence')) continue;
     const scan = scanFrames(Buffer.from(m.data));
     if (scan.stop || scan.payloads.length !== 1) throw new Error(`journal stream ${stream} message ${seq} is not one frame`);
     out.push({
       seq,
       subject: m.subject,
-      segmentStart: m.header?.get('Tributary-Segment') === 'start',
       event: decodeValue(scan.payloads[0] as Buffer) as JournalEvent,
     });
   }
   return out;
 }
 
-/** The events of the journal of `appName` behind checkpoint URL `url` (a connection of its own). */
+/** The head of the journal of `appName`, or undefined when it has none. */
+export async function journalHead(nc: NatsConnection, appName: string): Promise<JournalHead | undefined> {
+  const { headBucket } = journalNames(appName);
+  const jsm = await jetstreamManager(nc);
+  const m = await jsm.streams.getMessage(`KV_${headBucket}`, { last_by_subj: `$KV.${headBucket}.head` }).catch(() => null);
+  return m === null ? undefined : decodeHead(m.data, headBucket);
+}
+
+/**
+ * The events of the journal of `appName` behind checkpoint URL `url`, as a reader
+ * sees them: the head's configuration and checkpoints, then the stream from the
+ * head's replay start (a connection of its own).
+ */
 export async function readJetStreamJournal(url: string, appName: string): Promise<JournalEvent[]> {
   const nc = await connectTo(serversOf(url));
   try {
-    return (await journalMessages(nc, appName)).map((m) => m.event);
+    const head = await journalHead(nc, appName);
+    const messages = await journalMessages(nc, appName);
+    if (head === undefined) return messages.map((m) => m.event);
+    return [...headEvents(head), ...messages.filter((m) => m.seq >= head.replayFromSeq).map((m) => m.event)];
   } finally {
     await nc.close();
   }

@@ -5,20 +5,22 @@
  * max_payload. One server for the file; every test uses its own app name (its own
  * stream and bucket).
  */
+import { readFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { pino } from 'pino';
-import { encodeFrame, encodeValue } from '../../journal/codec.ts';
+import { decodeValue, encodeFrame, encodeValue } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
-import { JetStreamJournal, journalNames } from '../../journal/jetstream-journal.ts';
+import { decodeJournalMessage, JetStreamJournal, journalNames } from '../../journal/jetstream-journal.ts';
+import { foldJournal } from '../../journal/recovery-plan.ts';
 import { JetStreamSnapshotStore } from '../../snapshots/jetstream-snapshot-store.ts';
 import type { SnapshotKey } from '../../snapshots/snapshot-codec.ts';
 import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
 import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
-import { journalMessages, within } from '../helpers/jetstream-journal-kit.ts';
+import { journalHead, journalMessages, within } from '../helpers/jetstream-journal-kit.ts';
 import { connectTo, type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 
 interface Ctx {
@@ -110,9 +112,10 @@ test('jetstream journal - appends come back in order after a reopen, with a grow
   t.deepEqual(info.config.subjects, [`tributary.${app}.journal.*`]);
   const messages = await journalMessages(nc, app);
   t.is(messages.length, written.length + 1);
+  // Each open fences the stream with a marker (left out here): the events sit between them, nothing twice.
   t.deepEqual(
     messages.map((m) => m.seq),
-    messages.map((_, k) => k + 1),
+    [...messages.slice(0, written.length).map((_, k) => k + 2), written.length + 3],
   );
   t.is(messages[0]?.subject, `${prefix}.context_started`);
   t.is(messages[messages.length - 1]?.subject, `${prefix}.batch_completed`);
@@ -144,10 +147,9 @@ test('jetstream journal - a foreign message on the journal subject is CORRUPT_CH
 
   // Not a frame at all.
   const ack = await js.publish(`${prefix}.batch_completed`, new TextEncoder().encode('{"v":1,"type":"batch.completed","time":2000}'));
-  t.is(ack.seq, 3);
   const error = await t.throwsAsync((await journal(t, app)).open());
   t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT');
-  t.true(error?.message.includes(`journal stream ${stream} message 3`), error?.message);
+  t.true(error?.message.includes(`journal stream ${stream} message ${ack.seq}`), error?.message);
 
   // A whole, checksummed frame whose content is not a journal event.
   const app2 = appName('foreign-shape');
@@ -156,10 +158,10 @@ test('jetstream journal - a foreign message on the journal subject is CORRUPT_CH
   await j2.append(completed(1000));
   await j2.close();
   const p2 = journalNames(app2);
-  await js.publish(`${p2.prefix}.batch_completed`, encodeFrame(encodeValue({ v: 1, type: 'batch.exploded', time: 2000 })));
+  const ack2 = await js.publish(`${p2.prefix}.batch_completed`, encodeFrame(encodeValue({ v: 1, type: 'batch.exploded', time: 2000 })));
   const error2 = await t.throwsAsync((await journal(t, app2)).open());
   t.is((error2 as { code?: string }).code, 'CORRUPT_CHECKPOINT');
-  t.true(error2?.message.includes(`journal stream ${p2.stream} message 2`), error2?.message);
+  t.true(error2?.message.includes(`journal stream ${p2.stream} message ${ack2.seq}`), error2?.message);
   t.regex(error2?.message ?? '', /unknown event type "batch\.exploded"/);
 });
 
@@ -192,119 +194,165 @@ test('jetstream journal - a zombie writer is FENCED once a newer one opened and 
   );
 });
 
-test('jetstream journal - two writers opened on the same stream state: the second to append wins, nothing is swallowed', async (t) => {
-  // Both open before either writes, so both see the same epoch: their message ids must still differ,
-  // else the server would take one writer's append for a duplicate of the other's and ack it unstored.
-  const app = appName('same-epoch');
+test('jetstream journal - of two writers opened one after the other, the first is FENCED before it writes anything', async (t) => {
+  // The second open takes the head (epoch + 1) and fences the stream with a marker:
+  // the first writer's next append fails, though the second has not appended yet.
+  const app = appName('two-opens');
   const a = await journal(t, app);
   const b = await journal(t, app);
   const ea = await a.open();
   const eb = await b.open();
-  t.is(ea.epoch, eb.epoch);
-  await b.append(started(eb.epoch));
+  t.is(eb.epoch, ea.epoch + 1);
   const error = await t.throwsAsync(a.append(started(ea.epoch)));
   t.is((error as { code?: string }).code, 'FENCED');
+  const rollError = await t.throwsAsync(a.roll([started(ea.epoch)], 1));
+  t.is((rollError as { code?: string }).code, 'FENCED');
+  await b.append(started(eb.epoch));
   await b.append(completed(1000));
   const nc = await connection(t);
   t.deepEqual(
     (await journalMessages(nc, app)).map((m) => m.event),
     [started(eb.epoch), completed(1000)],
   );
+  t.is((await journalHead(nc, app))?.epoch, eb.epoch);
 });
 
 // ---- roll and retention --------------------------------------------------------------
 
-test('jetstream journal - the first roll on a fresh stream purges nothing, whatever it keeps', async (t) => {
-  for (const keep of [1, 2]) {
-    const app = appName(`first-roll-${keep}`);
-    const j = await journal(t, app);
-    await j.open();
-    const before = [started(1), allocated(1000), completed(1000)];
-    for (const e of before) await j.append(e);
-    await j.roll([started(1)], keep);
-    const nc = await connection(t);
-    const messages = await journalMessages(nc, app);
-    t.deepEqual(
-      messages.map((m) => m.event),
-      [...before, started(1)],
-      `keep ${keep}`,
-    );
-    t.deepEqual(
-      messages.map((m) => m.segmentStart),
-      [false, false, false, true],
-    );
-  }
-  // A roll as the very first write: its head is message 1; the next rolls never purge from seq 1.
-  const app = appName('roll-first');
-  const j = await journal(t, app);
-  await j.open();
-  await j.roll([started(1)], 1);
-  await j.roll([started(1), completed(1000)], 1);
-  const nc = await connection(t);
-  const info = await (await jetstreamManager(nc)).streams.info(journalNames(app).stream);
-  t.is(info.state.first_seq, 2);
-  t.is(info.state.messages, 2);
-  t.deepEqual(
-    (await journalMessages(nc, app)).map((m) => m.event),
-    [started(1), completed(1000)],
-  );
-});
+function checkpoint(time: number): JournalEvent {
+  return { v: 1, type: 'checkpoint.completed', time, snapshots: [], positions: { 'queueStream#1': time / 1000 } };
+}
 
-test('jetstream journal - roll(head, 2) keeps the last two segments and never empties the stream', async (t) => {
-  const app = appName('roll');
+test('jetstream journal - roll moves the head to the oldest needed fact, re-journals nothing, and deletes only what lies before it', async (t) => {
+  const app = appName('roll-head');
   const j = await journal(t, app);
   await j.open();
-  await j.append(started(1));
   const nc = await connection(t);
   const jsm = await jetstreamManager(nc);
   const { stream } = journalNames(app);
-  /** What each segment holds, as written: its head, then the appends after it. */
-  const segments: JournalEvent[][] = [[started(1)]];
-  const ROLLS = 12;
-  for (let i = 1; i <= ROLLS; i++) {
-    for (let k = 0; k < 3; k++) {
-      const e = k % 2 === 0 ? allocated((i * 3 + k) * 1000) : completed((i * 3 + k) * 1000);
-      await j.append(e);
-      segments[segments.length - 1]?.push(e);
-    }
-    const head = [started(1), completed(i * 3000)];
-    await j.roll(head, 2);
-    segments.push([...head]);
-    const info = await jsm.streams.info(stream);
-    t.true(info.state.messages > 0, `roll ${i} emptied the stream`);
-    // The headless first "segment" is not counted: rolls 1 and 2 purge nothing.
-    const kept = i <= 2 ? segments : segments.slice(-2);
-    const messages = await journalMessages(nc, app);
-    t.deepEqual(
-      messages.map((m) => m.event),
-      kept.flat(),
-      `after roll ${i}`,
-    );
-    if (i >= 3) {
-      t.true(messages[0]?.segmentStart, `after roll ${i} the stream starts at a segment head`);
-      t.true(info.state.first_seq > 1);
-    }
+  await j.append(started(1));
+  for (let i = 1; i <= 5; i++) {
+    await j.append(allocated(i * 1000));
+    await j.append(completed(i * 1000));
   }
-  await j.append(completed(99_000));
-  segments[segments.length - 1]?.push(completed(99_000));
-  await j.close();
+  // Batch 6 is allocated before checkpoint 5 commits: it is the oldest fact still needed.
+  await j.append(allocated(6000));
+  await j.append(checkpoint(5000));
+  const before = await journalMessages(nc, app);
+  const seq6 = before.find((m) => m.event.type === 'batch.allocated' && m.event.time === 6000)?.seq as number;
+  await j.roll([started(1), checkpoint(5000), allocated(6000)], 1);
 
-  // A new writer finds the last two segments, knows the history is cut, and rolls on from their headers.
+  const head = await journalHead(nc, app);
+  t.is(head?.replayFromSeq, seq6);
+  t.deepEqual(head?.started, started(1));
+  t.deepEqual(head?.checkpoints, [checkpoint(5000)]);
+  t.true(head?.truncated);
+  const after = await journalMessages(nc, app);
+  t.is(after.length, before.length - before.filter((m) => m.seq < seq6).length, 'nothing was journaled again');
+  t.deepEqual((await jsm.streams.info(stream)).state.first_seq, seq6);
+  t.deepEqual(
+    after.map((m) => m.event),
+    [allocated(6000), checkpoint(5000)],
+  );
+
+  // A new writer reads the head's events, then the stream from its replay start.
+  await j.append(completed(6000));
+  await j.close();
   const next = await journal(t, app);
   const contents = await next.open();
   t.false(contents.complete);
-  t.deepEqual(contents.events, segments.slice(-2).flat());
-  await next.roll([started(2)], 1);
+  t.is(contents.epoch, 2);
+  t.deepEqual(contents.events, [started(1), checkpoint(5000), allocated(6000), checkpoint(5000), completed(6000)]);
+});
+
+test('jetstream journal - roll(head, 2) keeps replaying from the previous roll, so the older checkpoint stays a fallback', async (t) => {
+  const app = appName('roll-keep');
+  const j = await journal(t, app);
+  await j.open();
+  const nc = await connection(t);
+  await j.append(started(1));
+  const starts: number[] = [];
+  const checkpoints: JournalEvent[] = [];
+  for (let round = 1; round <= 6; round++) {
+    const t0 = round * 10_000;
+    await j.append(allocated(t0));
+    await j.append(completed(t0));
+    await j.append(allocated(t0 + 1000));
+    await j.append(checkpoint(t0));
+    checkpoints.push(checkpoint(t0));
+    const seqOfNext = (await journalMessages(nc, app)).find((m) => m.event.type === 'batch.allocated' && m.event.time === t0 + 1000)
+      ?.seq as number;
+    starts.push(seqOfNext);
+    await j.roll([started(1), ...checkpoints.slice(-2), allocated(t0 + 1000)], 2);
+    await j.append(completed(t0 + 1000));
+    const head = await journalHead(nc, app);
+    t.is(head?.replayFromSeq, starts.at(-2) ?? starts[0], `round ${round}: the replay starts at the older kept roll`);
+    t.deepEqual(head?.checkpoints, checkpoints.slice(-2));
+    const messages = await journalMessages(nc, app);
+    t.true(
+      messages.length > 0 && (messages[0]?.seq as number) <= (head?.replayFromSeq as number),
+      `round ${round}: nothing needed was deleted`,
+    );
+  }
+  await t.throwsAsync(async () => j.roll([started(1)], 0), { instanceOf: RangeError });
+});
+
+test('jetstream journal - a roll with no fact to keep points past the stream end, and the stream is never emptied', async (t) => {
+  const app = appName('roll-empty');
+  const j = await journal(t, app);
+  await j.open();
+  const nc = await connection(t);
+  const jsm = await jetstreamManager(nc);
+  await j.append(started(1));
+  await j.append(completed(1000));
+  await j.roll([started(1), checkpoint(1000)], 1);
+  const info = await jsm.streams.info(journalNames(app).stream);
+  t.true(info.state.messages > 0, 'the newest message stays');
+  t.is((await journalHead(nc, app))?.replayFromSeq, info.state.last_seq + 1);
+  await j.close();
+  const next = await journal(t, app);
+  t.deepEqual((await next.open()).events, [started(1), checkpoint(1000)]);
+});
+
+test('jetstream journal - a journal of the previous format (segment heads, no KV head) opens and continues under a head', async (t) => {
+  // Recorded with the format-1 journal (tests/fixtures/journals/jetstream-v1): three rolls with
+  // keepSegments 2, so the stream begins at a segment head, past sequence 1.
+  const fixture = decodeValue(await readFile(new URL('../fixtures/journals/jetstream-v1/legacy-v1.cbor', import.meta.url))) as {
+    app: string;
+    firstSeq: number;
+    messages: { seq: number; subject: string; segment: string | null; data: Uint8Array }[];
+  };
+  const app = appName('legacy');
+  const { stream, prefix } = journalNames(app);
+  const nc = await connection(t);
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: stream, subjects: [`${prefix}.*`], first_seq: fixture.firstSeq });
+  const js = jetstream(nc);
+  const events: JournalEvent[] = [];
+  for (const m of fixture.messages) {
+    const h = natsHeaders();
+    if (m.segment) h.set('Tributary-Segment', m.segment);
+    const ack = await js.publish(m.subject.replace(`tributary.${fixture.app}.`, `tributary.${app}.`), m.data, { headers: h });
+    t.is(ack.seq, m.seq);
+    events.push(decodeJournalMessage(m.data, stream, m.seq));
+  }
+  const j = await journal(t, app);
+  const contents = await j.open();
+  t.deepEqual(contents.events, events);
+  t.false(contents.complete);
+  t.is(contents.epoch, 2, 'one more than the recorded context.started');
+  const folded = foldJournal(contents.events);
   t.deepEqual(
-    (await journalMessages(nc, app)).map((m) => m.event),
-    [started(2)],
+    folded.checkpoints.map((c) => c.time),
+    [4000, 8000, 12_000],
   );
-  await next.roll([started(2), completed(100_000)], 2);
-  t.deepEqual(
-    (await journalMessages(nc, app)).map((m) => m.event),
-    [started(2), started(2), completed(100_000)],
-  );
-  await t.throwsAsync(async () => next.roll([started(2)], 0), { instanceOf: RangeError });
+  t.true(folded.allocations.has(12_000) && !folded.completed.has(12_000), 'the batch in flight is still there');
+  // It goes on as a head-based journal.
+  await j.append(completed(12_000));
+  await j.roll([started(2), ...folded.checkpoints], 2);
+  const head = await journalHead(nc, app);
+  t.is(head?.epoch, 2);
+  t.deepEqual(head?.checkpoints, folded.checkpoints);
 });
 
 // ---- a server restart under appends ----------------------------------------------------
