@@ -5,7 +5,7 @@
  * directories and clean-up work the same way everywhere (the pattern of nats.js's
  * own test launcher).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { promises as fs, constants as fsConstants, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -28,11 +28,40 @@ const STDERR_TAIL_BYTES_MAX = 4_096;
 const RESERVED_PORTS = new Set([4222, 6222, 8222]);
 /** Where Debian installs the binary, which is often not on a user's PATH. */
 const FALLBACK_BINARY_DIRS = ['/usr/sbin', '/usr/local/sbin', '/usr/local/bin', '/usr/bin'];
+/** How long `nats-server --version` may take before the binary counts as broken. */
+const VERSION_PROBE_TIMEOUT_MS = 10_000;
+
+/**
+ * The nats-server release the tests and the chaos runner are known to work with;
+ * tests/helpers/ensure-nats-server.sh builds it with Go into {@link pinnedNatsServerPath}.
+ * Debian's 2.9.10 is not enough: its restarted cluster replicas silently drop acked
+ * messages (nats-io/nats-server#4196).
+ *
+ * @example
+ * `go install github.com/nats-io/nats-server/v2@${PINNED_NATS_SERVER_VERSION}`
+ */
+export const PINNED_NATS_SERVER_VERSION = 'v2.15.2';
+
+/**
+ * Where tests/helpers/ensure-nats-server.sh keeps its build of the pinned release:
+ * `${TRIBUTARY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary}/nats-server-v2.15.2/nats-server`,
+ * the same rule as the script, read from the environment at each call so that the
+ * two always agree.
+ *
+ * @example
+ * pinnedNatsServerPath() // '/root/.cache/tributary/nats-server-v2.15.2/nats-server'
+ */
+export function pinnedNatsServerPath(): string {
+  // `||`, not `??`: the script's `${VAR:-default}` treats an empty variable as unset.
+  const cacheRoot =
+    process.env.TRIBUTARY_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'tributary');
+  return path.join(cacheRoot, `nats-server-${PINNED_NATS_SERVER_VERSION}`, 'nats-server');
+}
 
 /** Why a server could not be started; `code` is stable for tests to match. */
 export class NatsServerError extends Error {
   override readonly name = 'NatsServerError';
-  readonly code: 'nats-server.missing' | 'nats-server.exited' | 'nats-server.not-ready';
+  readonly code: 'nats-server.missing' | 'nats-server.no-version' | 'nats-server.exited' | 'nats-server.not-ready';
 
   constructor(code: NatsServerError['code'], message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -48,7 +77,10 @@ export interface NatsServerOptions {
   readonly maxPayload?: number;
   /** The server's `server_name`; also names its temporary directory. */
   readonly name?: string;
-  /** Path of the nats-server binary, instead of looking on PATH and in /usr/sbin. */
+  /**
+   * Path of the nats-server binary. Without it: $TRIBUTARY_NATS_SERVER, else the
+   * pinned build ({@link pinnedNatsServerPath}), else PATH, else /usr/sbin and the like.
+   */
   readonly binary?: string;
 }
 
@@ -62,6 +94,11 @@ export interface NatsServer {
   readonly port: number;
   /** JetStream store directory; restart() reuses it. */
   readonly storeDir: string;
+  /**
+   * Version the binary reports, without the `v` (e.g. '2.15.2'). Nothing refuses an
+   * old one here, so that tests can start a 2.9 server on purpose and check it.
+   */
+  readonly version: string;
   /** Pid of the current process (a new one after restart()). */
   readonly pid: number;
   /** Monitoring URL of the current process (its port changes on restart()). */
@@ -81,6 +118,8 @@ export interface NatsCluster {
   readonly servers: readonly NatsServer[];
   /** Client URLs of all servers, for {@link connectTo}. */
   readonly urls: string[];
+  /** Version of the servers' binary (they share one), as {@link NatsServer.version}. */
+  readonly version: string;
   /** Kills server `i` (SIGKILL). */
   stop(i: number): Promise<void>;
   /** Starts server `i` again with its ports and store directory. */
@@ -128,16 +167,36 @@ async function isExecutable(file: string): Promise<boolean> {
   }
 }
 
-/** Finds the binary: the override if given, else PATH, else the usual sbin/bin directories. */
+/** What a missing-binary error tells the user to do. */
+function missingHint(): string {
+  return (
+    `run \`bash tests/helpers/ensure-nats-server.sh\` in a Tributary checkout (it builds nats-server ${PINNED_NATS_SERVER_VERSION} ` +
+    `with Go into ${path.dirname(pinnedNatsServerPath())}), or \`go install github.com/nats-io/nats-server/v2@${PINNED_NATS_SERVER_VERSION}\` ` +
+    'and put it on PATH, or set TRIBUTARY_NATS_SERVER to a nats-server 2.10 or newer'
+  );
+}
+
+/**
+ * Finds the binary: the override if given, else $TRIBUTARY_NATS_SERVER, else the
+ * pinned build of ensure-nats-server.sh, else PATH, else the usual sbin/bin
+ * directories. The pinned build comes before PATH because PATH often holds Debian's
+ * 2.9.10, whose cluster bug (nats-io/nats-server#4196) the cluster tests would hit.
+ */
 async function resolveBinary(override: string | undefined): Promise<string> {
-  const hint = 'install it (Debian: apt-get install nats-server) or run tests/helpers/ensure-nats-server.sh';
-  if (override !== undefined) {
-    if (await isExecutable(override)) return override;
+  const named: [string, string | undefined][] = [
+    ['the binary option', override],
+    ['TRIBUTARY_NATS_SERVER', process.env.TRIBUTARY_NATS_SERVER || undefined],
+  ];
+  for (const [source, file] of named) {
+    if (file === undefined) continue;
+    if (await isExecutable(file)) return file;
     throw new NatsServerError(
       'nats-server.missing',
-      `nats-server binary not found: ${override} does not exist or is not executable; ${hint}`,
+      `nats-server binary not found: ${file} (from ${source}) does not exist or is not executable; ${missingHint()}`,
     );
   }
+  const pinned = pinnedNatsServerPath();
+  if (await isExecutable(pinned)) return pinned;
   const pathDirs = (process.env.PATH ?? '').split(path.delimiter).filter((dir) => dir !== '');
   for (const dir of [...pathDirs, ...FALLBACK_BINARY_DIRS]) {
     const candidate = path.join(dir, 'nats-server');
@@ -145,8 +204,45 @@ async function resolveBinary(override: string | undefined): Promise<string> {
   }
   throw new NatsServerError(
     'nats-server.missing',
-    `nats-server binary not found on PATH or in ${FALLBACK_BINARY_DIRS.join(', ')}; ${hint}`,
+    `nats-server binary not found at ${pinned}, on PATH or in ${FALLBACK_BINARY_DIRS.join(', ')}; ${missingHint()}`,
   );
+}
+
+/** Versions already read, by binary path: each binary is asked once per process. */
+const versionsByBinary = new Map<string, Promise<string>>();
+
+/** The version `binary --version` prints (`nats-server: v2.15.2` gives '2.15.2'), read once per path. */
+function binaryVersion(binary: string): Promise<string> {
+  const known = versionsByBinary.get(binary);
+  if (known !== undefined) return known;
+  const reading = readBinaryVersion(binary);
+  versionsByBinary.set(binary, reading);
+  // A failed read is not kept: the next start may find the binary repaired.
+  reading.catch(() => {
+    if (versionsByBinary.get(binary) === reading) versionsByBinary.delete(binary);
+  });
+  return reading;
+}
+
+/** Runs `binary --version`; a binary that prints no nats-server version is refused, as it is not one. */
+function readBinaryVersion(binary: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(binary, ['--version'], { timeout: VERSION_PROBE_TIMEOUT_MS }, (err, stdout, stderr) => {
+      const match = /^nats-server: v?(\d+\.\d+\.\d+\S*)/m.exec(`${stdout}\n${stderr}`);
+      if (match?.[1] !== undefined) {
+        resolve(match[1]);
+        return;
+      }
+      const output = `${stdout}${stderr}`.trim().slice(0, STDERR_TAIL_BYTES_MAX);
+      reject(
+        new NatsServerError(
+          'nats-server.no-version',
+          `${binary} --version printed no nats-server version${err ? ` (${err.message})` : ''}: ${JSON.stringify(output)}`,
+          { cause: err ?? undefined },
+        ),
+      );
+    });
+  });
 }
 
 /** Quotes a string for the NATS config format (its double-quoted strings follow JSON). */
@@ -226,6 +322,7 @@ function probePort(port: number): Promise<boolean> {
 class ServerProcess implements NatsServer {
   readonly name: string;
   readonly storeDir: string;
+  readonly version: string;
   readonly #spec: ServerSpec;
   readonly #dir: string;
   readonly #binary: string;
@@ -235,8 +332,9 @@ class ServerProcess implements NatsServer {
   #exited: Promise<void> = Promise.resolve();
   #stderrTail = '';
 
-  constructor(spec: ServerSpec, dir: string, binary: string) {
+  constructor(spec: ServerSpec, dir: string, binary: string, version: string) {
     this.name = spec.name;
+    this.version = version;
     this.#spec = spec;
     this.#dir = dir;
     this.#binary = binary;
@@ -361,9 +459,10 @@ class ServerProcess implements NatsServer {
 async function launch(spec: ServerSpec, binaryOverride: string | undefined): Promise<ServerProcess> {
   installSafetyNet();
   const binary = await resolveBinary(binaryOverride);
+  const version = await binaryVersion(binary);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `tributary-nats-${spec.name}-`));
   liveDirs.add(dir);
-  const server = new ServerProcess(spec, dir, binary);
+  const server = new ServerProcess(spec, dir, binary, version);
   try {
     await server.start();
   } catch (err) {
@@ -508,6 +607,8 @@ export async function startNatsCluster(size = 3, options: NatsClusterOptions = {
   return {
     servers,
     urls,
+    // Every member was started from the same resolved binary, so the first one speaks for all.
+    version: at(0).version,
     stop: (i) => at(i).stop(),
     restart: (i) => at(i).restart(),
     shutdown,

@@ -1,4 +1,7 @@
+import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -220,18 +223,47 @@ test('nats-server - an early exit reports the server stderr', async (t) => {
   t.true(s.running);
 });
 
+test('nats-server - a started server reports its version, 2.10 or newer (the test run uses a current server)', async (t) => {
+  const s = await server(t, { jetstream: false });
+  t.regex(s.version, /^\d+\.\d+\.\d+/);
+  const [major = 0, minor = 0] = s.version.split('.').map(Number);
+  t.true(
+    major > 2 || (major === 2 && minor >= 10),
+    `nats-server ${s.version} is older than 2.10: run bash tests/helpers/ensure-nats-server.sh`,
+  );
+  // The server itself says the same in its INFO, so the version belongs to the binary that runs.
+  const nc = await connect(t, s.url);
+  t.is(nc.info?.version, s.version);
+});
+
 test('nats-server - a missing binary gives a clear error', async (t) => {
   const err = await t.throwsAsync(startNatsServer({ binary: '/nonexistent/nats-server' }), { instanceOf: NatsServerError });
   t.is(err?.code, 'nats-server.missing');
   t.regex(err?.message ?? '', /nats-server binary not found: \/nonexistent\/nats-server/);
-  t.regex(err?.message ?? '', /apt-get install nats-server/);
+  // The hint names the script that provides a current server, not Debian's 2.9 package.
+  t.regex(err?.message ?? '', /bash tests\/helpers\/ensure-nats-server\.sh/);
+  t.notRegex(err?.message ?? '', /apt-get/);
   await t.throwsAsync(startNatsCluster(3, { binary: '/nonexistent/nats-server' }), { instanceOf: NatsServerError });
+});
+
+test('nats-server - a binary that prints no nats-server version is refused before it starts', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tributary-fake-nats-'));
+  try {
+    const fake = path.join(dir, 'nats-server');
+    await fs.writeFile(fake, '#!/bin/sh\necho "not a nats server"\n', { mode: 0o755 });
+    const err = await t.throwsAsync(startNatsServer({ binary: fake }), { instanceOf: NatsServerError });
+    t.is(err?.code, 'nats-server.no-version');
+    t.regex(err?.message ?? '', /--version printed no nats-server version: "not a nats server"/);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 });
 
 test.serial('nats-server - a 3-node cluster starts and an R3 stream takes publishes', async (t) => {
   const cluster = await startNatsCluster(3);
   t.context.shared.cluster = cluster;
   t.is(cluster.urls.length, 3);
+  t.is(cluster.servers[0]?.version, cluster.version);
   t.is(new Set(cluster.urls).size, 3);
   for (const url of cluster.urls) t.regex(url, /^nats:\/\/127\.0\.0\.1:\d+$/);
   const nc = await connect(t, cluster.urls);
