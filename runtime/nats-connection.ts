@@ -105,8 +105,8 @@ export async function connectNats(target: NatsTarget, name: string): Promise<Nat
 /**
  * True for failures that a server restart or a leader election causes and a retry
  * cures: request timeouts, "no responders" (no stream leader yet; the jetstream
- * client wraps it in an unexported JetStreamNotEnabled), and API errors with status
- * 503 (JetStream temporarily unavailable).
+ * client wraps it in an unexported JetStreamNotEnabled), and API errors that a
+ * node's absence causes (status 503, a stream offline, no placement for a peer offline).
  *
  * @example
  * if (isTransientNatsError(error)) await retry();
@@ -114,7 +114,11 @@ export async function connectNats(target: NatsTarget, name: string): Promise<Nat
 export function isTransientNatsError(error: unknown): boolean {
   if (error instanceof TimeoutError) return true;
   if (error instanceof RequestError) return error.isNoResponders();
-  if (error instanceof JetStreamApiError) return error.status === 503;
+  if (error instanceof JetStreamApiError) {
+    // 503: JetStream temporarily unavailable; 10118: the stream is offline; 10005 naming an
+    // offline peer: a cluster node is down for the moment (an election, a restart).
+    return error.status === 503 || error.code === 10118 || (error.code === 10005 && /offline/.test(error.message));
+  }
   const cause = (error as { cause?: unknown } | null)?.cause;
   return error instanceof Error && error.name === 'JetStreamNotEnabled' && cause instanceof RequestError && cause.isNoResponders();
 }

@@ -20,7 +20,7 @@ import { compareFingerprints, fingerprintOf } from './fingerprint.ts';
 import type { GraphNode, OutputOp, PartitionState } from './graph.ts';
 import type { Allocation, InputRecovery } from './input-source.ts';
 import type { Logger } from './logger.ts';
-import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
+import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
 import type { Plan } from './plan.ts';
 
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
@@ -101,6 +101,13 @@ async function openStores(args: OpenCheckpointArgs): Promise<{ journal: Journal;
   if (!isNatsUrl(args.dir)) return { journal: new FileJournal(args.dir, args.logger), store: new FileSnapshotStore(args.dir) };
   const target = parseNatsUrl(args.dir, args.nats);
   const nc = await connectNats(target, `tributary-${args.appName}-driver`);
+  try {
+    // A clustered checkpoint on a 2.9 server risks the journal (nats-io/nats-server#4196): refused up front.
+    await checkNatsServerFor(nc, target.replicas);
+  } catch (error) {
+    await nc.close().catch(() => {});
+    throw error;
+  }
   return {
     journal: new JetStreamJournal(nc, args.appName, target.replicas, args.logger),
     store: new JetStreamSnapshotStore(nc, args.appName, target.replicas, args.logger),
