@@ -7,7 +7,7 @@
  * (plus the cluster of the cluster test); every run has its own app name, so its own
  * stream and bucket.
  */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type StreamInfo } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { pino } from 'pino';
@@ -15,6 +15,7 @@ import type { JournalEvent } from '../../journal/events.ts';
 import { journalNames } from '../../journal/jetstream-journal.ts';
 import { type DStream, type State, StreamingContext } from '../../runtime/index.ts';
 import type { Logger } from '../../runtime/logger.ts';
+import { isTransientNatsError } from '../../runtime/nats-connection.ts';
 import { ManualClock } from '../../runtime/testing.ts';
 import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
 import { type JournalMessage, journalMessages, within } from '../helpers/jetstream-journal-kit.ts';
@@ -504,3 +505,182 @@ test.serial('jetstream recovery - SIGKILL of the R3 journal leader mid-run loses
   t.deepEqual(byTime(resumedOut, N + 1, N + 5), byTime(expected, N + 1, N + 5));
   t.is(byTime(resumedOut, 1, N).size, 0, 'the resume replayed nothing');
 });
+
+/** A checkpoint URL for every server of `cluster`, with R3 streams. */
+function clusterUrl(cluster: NatsCluster): string {
+  return `nats://${cluster.urls.map((u) => u.replace('nats://', '')).join(',')}?replicas=3`;
+}
+
+/** Stream info, asked again while the test's connection moves to another node or the stream elects a leader. */
+async function infoOf(nc: NatsConnection, stream: string): Promise<StreamInfo> {
+  const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
+  return within(
+    (async () => {
+      for (;;) {
+        const info = await jsm.streams
+          .info(stream)
+          .catch((error: unknown) => (isTransientNatsError(error) ? undefined : Promise.reject(error)));
+        if (info?.cluster?.leader) return info;
+      }
+    })(),
+    30_000,
+    `stream info of ${stream}`,
+  );
+}
+
+/** Index of the server that leads `stream` now. */
+async function leaderOf(t: ExecutionContext<Ctx>, cluster: NatsCluster, nc: NatsConnection, stream: string): Promise<number> {
+  const info = await infoOf(nc, stream);
+  const i = cluster.servers.findIndex((s) => s.name === info.cluster?.leader);
+  t.not(i, -1, `${stream} has a leader among the cluster's servers`);
+  return i;
+}
+
+/** Waits (bounded) until every replica of `streams` reports itself current with no lag. */
+async function replicasCaughtUp(nc: NatsConnection, streams: readonly string[]): Promise<void> {
+  const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
+  for (const stream of streams) {
+    await within(
+      (async () => {
+        for (;;) {
+          const info = await jsm.streams.info(stream).catch(() => undefined);
+          const replicas = info?.cluster?.replicas ?? [];
+          if (info?.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline && !r.lag)) return;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      })(),
+      30_000,
+      `the replicas of ${stream} catching up`,
+    );
+  }
+}
+
+/** Resolves (bounded) once `ssc` has completed a checkpoint at `time` or later. */
+function checkpointed(ssc: StreamingContext, time: number): Promise<void> {
+  const done = deferred();
+  ssc.addStreamingListener({ onCheckpointCompleted: (stats) => void (stats.time >= time && done.resolve()) });
+  return within(done.promise, 60_000, `a checkpoint at ${time}`);
+}
+
+/** Crashes `ssc` (as kill -9), resumes the app from `url` and runs `more` batches; returns the resumed outputs. */
+async function crashAndResume(t: ExecutionContext<Ctx>, ssc: StreamingContext, url: string, app: string, clock: ManualClock, more: number) {
+  ssc.crash();
+  const resumedOut: Emitted[] = [];
+  const resumed = await StreamingContext.getOrCreate(url, () => stateApp(t, app, clock, resumedOut, { intervalBatches: 2 }), { clock });
+  await resumed.start();
+  await resumed.runBatches(more);
+  await resumed.stop();
+  return resumedOut;
+}
+
+test.serial(
+  'jetstream recovery - the journal leader killed during a roll and its purge: the replay equals the fault-free run',
+  async (t) => {
+    const cluster = await startNatsCluster(3);
+    t.context.clusters.push(cluster);
+    const url = clusterUrl(cluster);
+    const app = appName('roll-kill');
+    const { stream, headBucket } = journalNames(app);
+    const N = 30;
+    const expected = await runUninterrupted(updateState, { batches: N + 5 });
+
+    const emitted: Emitted[] = [];
+    const clock = new ManualClock();
+    // A checkpoint every 2 batches: every other batch moves the head and purges behind it.
+    const ssc = stateApp(t, app, clock, emitted, { intervalBatches: 2 });
+    ssc.checkpoint(url);
+    await ssc.start();
+    await ssc.runBatches(4);
+    const nc = await connection(t, cluster.urls);
+    const leader = await leaderOf(t, cluster, nc, stream);
+
+    // The head's update is seen here as the server stores it, before the driver's purge behind it:
+    // SIGKILL the journal's leader then, so the purge (and what follows) meets an election.
+    let heads = 0;
+    let killed: Promise<void> | undefined;
+    const killing = deferred();
+    const sub = nc.subscribe(`$KV.${headBucket}.head`, {
+      callback: () => {
+        if (++heads < 2 || killed !== undefined) return;
+        killed = cluster.stop(leader);
+        killing.resolve();
+      },
+    });
+    await nc.flush();
+    // Checkpoints are written behind the batches: the kill lands while they move the head.
+    await ssc.runBatches(12);
+    await within(killing.promise, 60_000, 'a head update to kill the leader during');
+    sub.unsubscribe();
+    await killed;
+    await checkpointed(ssc, 16 * BATCH_MS);
+    t.not(await leaderOf(t, cluster, nc, stream), leader, 'a new leader was elected');
+    await cluster.restart(leader);
+    await ssc.runBatches(N - 16);
+    t.deepEqual(byTime(emitted, 1, N), byTime(expected, 1, N), 'outputs during the faults');
+
+    const resumedOut = await crashAndResume(t, ssc, url, app, clock, 5);
+    t.deepEqual(byTime(resumedOut, N + 1, N + 5), byTime(expected, N + 1, N + 5), 'the state recovered after the faults');
+    const messages = await journalMessages(nc, app);
+    const allocations = messages.flatMap((m) => (m.event.type === 'batch.allocated' ? [m.event.time] : []));
+    t.is(new Set(allocations).size, allocations.length, 'no allocation journaled twice');
+  },
+);
+
+test.serial(
+  'jetstream recovery - a replica that missed purges comes back in step, and a replay through it equals the fault-free run',
+  async (t) => {
+    const cluster = await startNatsCluster(3);
+    t.context.clusters.push(cluster);
+    const url = clusterUrl(cluster);
+    const app = appName('missed-purges');
+    const { stream, headBucket } = journalNames(app);
+    const streams = [stream, `KV_${headBucket}`, `OBJ_TRIBUTARY_${app}_SNAPSHOTS`];
+    const N = 30;
+    const expected = await runUninterrupted(updateState, { batches: N + 5 });
+
+    const emitted: Emitted[] = [];
+    const clock = new ManualClock();
+    const ssc = stateApp(t, app, clock, emitted, { intervalBatches: 2 });
+    ssc.checkpoint(url);
+    await ssc.start();
+    await ssc.runBatches(4);
+    const nc = await connection(t, cluster.urls);
+    const leader = await leaderOf(t, cluster, nc, stream);
+    const follower = (leader + 1) % 3;
+
+    // A follower is down while six checkpoints move the head and purge the journal and old snapshots.
+    await cluster.stop(follower);
+    const before = await infoOf(nc, stream);
+    await ssc.runBatches(12);
+    await checkpointed(ssc, 16 * BATCH_MS);
+    const after = await infoOf(nc, stream);
+    t.true(after.state.first_seq > before.state.first_seq, 'the journal was purged while the follower was down');
+    await cluster.restart(follower);
+    await replicasCaughtUp(nc, streams);
+
+    // Then the leader goes: the follower that missed the purges is one of the two left.
+    await cluster.stop(leader);
+    await ssc.runBatches(8);
+    t.not(await leaderOf(t, cluster, nc, stream), leader);
+    await cluster.restart(leader);
+    await ssc.runBatches(N - 24);
+    t.deepEqual(byTime(emitted, 1, N), byTime(expected, 1, N), 'outputs during the faults');
+
+    const resumedOut = await crashAndResume(t, ssc, url, app, clock, 5);
+    t.deepEqual(byTime(resumedOut, N + 1, N + 5), byTime(expected, N + 1, N + 5), 'the state recovered after the faults');
+    await replicasCaughtUp(nc, streams);
+    const states = await Promise.all(
+      cluster.servers.map(async (s) => {
+        const jsz = (await (await fetch(`${s.monitoringUrl}/jsz?accounts=true&streams=true`)).json()) as {
+          account_details?: { stream_detail?: { name: string; state: { first_seq: number; last_seq: number; messages: number } }[] }[];
+        };
+        const detail = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === stream);
+        return detail && { first: detail.state.first_seq, last: detail.state.last_seq, messages: detail.state.messages };
+      }),
+    );
+    t.true(
+      states.every((s) => s !== undefined && JSON.stringify(s) === JSON.stringify(states[0])),
+      `journal replicas agree: ${JSON.stringify(states)}`,
+    );
+  },
+);
