@@ -63,15 +63,18 @@ async function loadStates(cp: Checkpoint, args: OpenCheckpointArgs, store: Snaps
     const refs = cp.snapshots.filter((r) => r.operator === key);
     // An operator added (with a uid) since the checkpoint starts empty.
     if (refs.length === 0) continue;
-    const states: PartitionState[] = [];
-    for (let q = 0; q < node.partitions; q++) {
-      const ref = refs.find((r) => r.partition === q);
-      if (ref === undefined) throw new CorruptCheckpointError(`checkpoint ${cp.time} has no snapshot of ${key} partition ${q}`);
-      const chain: SnapshotData[] = [];
-      for (const time of ref.chain) chain.push(await store.read({ operator: key, partition: q, time }));
-      states.push(node.stateful.restoreChain(chain, q, node.partitions));
-    }
-    restored.set(node.id, states);
+    // Every snapshot of every partition is read at once: on JetStream each read is a round trip or more.
+    const chains = await Promise.all(
+      Array.from({ length: node.partitions }, (_, q) => {
+        const ref = refs.find((r) => r.partition === q);
+        if (ref === undefined) throw new CorruptCheckpointError(`checkpoint ${cp.time} has no snapshot of ${key} partition ${q}`);
+        return Promise.all(ref.chain.map((time) => store.read({ operator: key, partition: q, time })));
+      }),
+    );
+    restored.set(
+      node.id,
+      chains.map((chain: SnapshotData[], q) => node.stateful.restoreChain(chain, q, node.partitions)),
+    );
   }
   return restored;
 }
