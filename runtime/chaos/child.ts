@@ -1,7 +1,10 @@
 /**
  * The process a chaos run kills: runs the workload from its checkpoint, prints
- * `zero <ms>`, `batch <time> <records>` after every completed batch, and `done`
- * once every generated line is processed (then stops gracefully and exits 0).
+ * `zero <ms>`, `batch <time> <records> <schedulingDelayMs> <processingMs>` after
+ * every completed batch, and `done` once every generated line is processed (then
+ * stops gracefully and exits 0). The delays come last so that readers of the first
+ * two fields keep working; the runner reads them to see when a run caught up after
+ * a NATS outage (a batch that waited less than one batch duration).
  *
  *   node child.js <options as JSON>
  */
@@ -15,7 +18,7 @@ const ssc = await StreamingContext.getOrCreate(options.checkpoint, () => buildWo
 let finishing = false;
 ssc.addStreamingListener({
   onBatchCompleted: (info) => {
-    say(`batch ${info.time} ${info.records}`);
+    say(`batch ${info.time} ${info.records} ${Math.round(info.schedulingDelayMs)} ${Math.round(info.processingMs)}`);
     if (!finishing && seqAt(options, ssc.zeroTime, info.time) >= options.records) {
       finishing = true;
       void ssc.stop().then(() => {

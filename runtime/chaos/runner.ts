@@ -2,7 +2,10 @@
  * The chaos runner: runs the workload as a child process, SIGKILLs the chosen
  * targets (the driver process, a nats-server) at seeded random moments, restarts
  * them, lets the run finish, then checks every output against the oracle and
- * reports kills, recovery times, losses, duplicates and mismatches.
+ * reports kills, recovery times, losses, duplicates and mismatches. On a cluster it
+ * also compares the replicas of the run's streams (after each nats-server restart
+ * and at the end), and it measures how long the run took to catch up after each
+ * NATS outage.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -15,6 +18,7 @@ import cliProgress from 'cli-progress';
 import { holdMs } from '../clock.ts';
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from '../nats-server-launcher.ts';
 import { badInputMessages, type InputMessage } from './bad-input.ts';
+import { waitForReplicaAgreement } from './replicas.ts';
 import { seededRandom } from './rng.ts';
 import { type Verdict, verifyRun } from './verify.ts';
 import { appNameOf, type BadInputOptions, type WorkloadOptions } from './word-count-workload.ts';
@@ -66,6 +70,12 @@ export interface KillRecord {
   readonly atMs: number;
   /** From the restart to the first new batch completed. */
   recoveryMs?: number;
+  /**
+   * nats-server kills only: from the server's restart to the first batch that
+   * started after it and waited less than one batch duration (the backlog of the
+   * outage is worked off); undefined if the run ended first.
+   */
+  catchUpMs?: number;
 }
 
 /** The outcome of a chaos run. */
@@ -84,10 +94,31 @@ export interface ChaosReport extends Verdict {
   readonly passed: boolean;
   /** Only with `badInput`. */
   readonly deadLetters?: DeadLetterCheck;
+  /**
+   * On a cluster: streams of the run whose replicas still differed after the bounded
+   * wait, one line each, checked after every nats-server restart and at the end.
+   * Always empty on a single server or the file journal (nothing to compare).
+   */
+  readonly replicaDivergence: readonly string[];
 }
 
 const BATCH_MS = 100;
 const RATE_PER_SECOND = 3000;
+
+/** True when a run with these options runs on a 3-node cluster (with an R3 journal). */
+function isClustered(options: ChaosOptions): boolean {
+  return options.journal === 'nats' && (options.cluster ?? options.targets.includes('nats'));
+}
+
+/**
+ * True for the streams a run's replica check covers: every stream of the app (journal,
+ * snapshots, head, and whatever comes next, named `..TRIBUTARY_<app>..`) and the runner's own.
+ */
+function streamsOfRun(appName: string, runnerStreams: readonly string[]): (stream: string) => boolean {
+  const app = `TRIBUTARY_${appName}`;
+  // Delimited by `_` (or the ends), so that app `wc-1` does not take `TRIBUTARY_wc-12`'s streams.
+  return (stream) => runnerStreams.includes(stream) || `_${stream}_`.includes(`_${app}_`);
+}
 
 function childEntry(): { file: string; execArgv: string[] } {
   const here = fileURLToPath(import.meta.url);
@@ -118,7 +149,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // The bad input is a JetStream stream with a dead-letter subject; the file journal runs without NATS.
     throw new Error('--bad-input needs --journal nats (malformed records are fed through a JetStream stream and dead-lettered over NATS)');
   }
-  const useCluster = options.journal === 'nats' && (options.cluster ?? natsTargeted);
+  const useCluster = isClustered(options);
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tributary-chaos-'));
   const safeId = runId.replace(/[^A-Za-z0-9_-]/g, '_');
   let input: BadInputOptions | undefined;
@@ -201,6 +232,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     let done = false;
     let timedOut = false;
     let waitingRecovery: { since: number; record: KillRecord } | undefined;
+    /** nats-server kills whose catch-up is not seen yet, with the moment of the restart. */
+    let waitingCatchUp: { since: number; record: KillRecord }[] = [];
+    const replicaDivergence: string[] = [];
+    const runnerStreams = [resultsStream, ...(input ? [input.stream, `CHAOS_DLQ_${safeId}`] : [])];
+    const checkReplicas = async (when: string) => {
+      if (!cluster) return;
+      const check = await waitForReplicaAgreement(cluster.servers, { include: streamsOfRun(appNameOf(workload), runnerStreams) });
+      for (const d of check.divergences) replicaDivergence.push(`${when}: ${d.line}`);
+      return check;
+    };
     let onProgress: (() => void) | undefined;
     let child: ChildLink | undefined;
     const entry = childEntry();
@@ -238,6 +279,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         onProgress?.();
       } else if (kind === 'batch') {
         const t = Number(a);
+        noteCatchUp(line);
         if (t > maxSeen) {
           maxSeen = t;
           if (waitingRecovery) {
@@ -248,6 +290,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         }
         if (zero !== undefined) bar?.update(Math.round((maxSeen - zero) / BATCH_MS), { kills: kills.length, phase: 'running' });
       }
+    };
+
+    // `batch <time> <records> <schedulingDelayMs> <processingMs>`: caught up once a batch that started after
+    // the restart waited less than one batch duration. A batch started before the outage and stuck in it
+    // completes with a small scheduling delay too, so its start (now - processing) must follow the restart.
+    const noteCatchUp = (line: string) => {
+      if (waitingCatchUp.length === 0) return;
+      const [, , , delay, processing] = line.split(' ');
+      if (delay === undefined || processing === undefined || !(Number(delay) < BATCH_MS)) return;
+      const now = performance.now();
+      const startedAt = now - Number(processing);
+      waitingCatchUp = waitingCatchUp.filter((w) => {
+        if (startedAt < w.since) return true;
+        w.record.catchUpMs = Math.round(now - w.since);
+        return false;
+      });
     };
 
     const nextProgress = () =>
@@ -316,10 +374,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           if (cluster) await cluster.restart(which);
           else await (single as NatsServer).restart();
           waitingRecovery = { since: performance.now(), record };
-          // One fault at a time: the next kill waits until every replica caught up again
-          // (killing a second node of a 3-node cluster mid catch-up is a double fault).
-          if (cluster && nc)
-            await replicasCurrent(nc, [`TRIBUTARY_${appNameOf(workload)}`, `OBJ_TRIBUTARY_${appNameOf(workload)}_SNAPSHOTS`]);
+          waitingCatchUp.push({ since: waitingRecovery.since, record });
+          // One fault at a time: the next kill waits until every replica caught up again (killing a second
+          // node of a 3-node cluster mid catch-up is a double fault); a replica that never does is a divergence.
+          bar?.update({ phase: 'checking replicas' });
+          await checkReplicas(`after ${record.target} restart`);
         }
       }
       bar?.update({ phase: 'finishing' });
@@ -336,24 +395,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     let results: [number, string, number][] | undefined;
     if (nc && resultsSubject) results = await readResults(nc, resultsStream);
     await publishing?.during.catch(() => {});
+    // Nothing writes any more: the replicas must now hold exactly the same messages.
+    const finalCheck = await checkReplicas('at the end');
+    if (finalCheck && !finalCheck.streams.some(streamsOfRun(appNameOf(workload), []))) {
+      // A check that found none of the app's streams compared nothing and must not let the run pass.
+      replicaDivergence.push(`at the end: no replicated stream of app ${appNameOf(workload)} found on any server`);
+    }
     const deadLetters = nc && input ? await checkDeadLetters(nc, `CHAOS_DLQ_${safeId}`, messages, published) : undefined;
     const verdict = zero === undefined || timedOut ? failedVerdict() : await verifyRun(workload, zero, results);
     await nc?.close();
     await cluster?.shutdown();
     await single?.shutdown();
-    const passed =
-      !timedOut &&
-      verdict.recordsLost === 0 &&
-      verdict.batchesMissing === 0 &&
-      verdict.batchesMismatched === 0 &&
-      verdict.duplicates === 0 &&
-      verdict.finalStateMismatches === 0 &&
-      verdict.inputMismatches === 0 &&
-      freshStarts === 0 &&
-      (deadLetters === undefined || (deadLetters.missing === 0 && deadLetters.unexpected === 0)) &&
-      kills.length === options.kills;
-    if (!options.keep && passed) await fs.rm(workDir, { recursive: true, force: true });
-    return {
+    const facts: Omit<ChaosReport, 'passed'> = {
       ...verdict,
       options,
       kills,
@@ -364,30 +417,41 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       workload,
       zeroTimeMs: zero,
       timedOut,
-      passed,
       ...(deadLetters ? { deadLetters } : {}),
+      replicaDivergence,
     };
+    const passed = chaosPassed(facts);
+    if (!options.keep && passed) await fs.rm(workDir, { recursive: true, force: true });
+    return { ...facts, passed };
   } catch (error) {
     await cleanUp();
     throw error;
   }
 }
 
-/** Waits (bounded: 60 s) until every replica of `streams` is current, with no lag. */
-async function replicasCurrent(nc: NatsConnection, streams: readonly string[]): Promise<void> {
-  // Bounded: a replica that stays behind must not stall the run; the kill then lands anyway.
-  const deadline = performance.now() + 15_000;
-  for (const stream of streams) {
-    while (performance.now() < deadline) {
-      // Requests time out while the cluster elects leaders: that is a "not yet".
-      const info = await jetstreamManager(nc, { timeout: 2000 })
-        .then((jsm) => jsm.streams.info(stream))
-        .catch(() => undefined);
-      const replicas = info?.cluster?.replicas ?? [];
-      if (info?.cluster?.leader && replicas.length > 0 && replicas.every((r) => r.current && !r.offline)) break;
-      await holdMs(250);
-    }
-  }
+/**
+ * Whether a finished run passed: every kill landed, nothing was lost, repeated or
+ * wrong, no restart began afresh, and no replica of the run's streams diverged.
+ * Kept apart from runChaos so that the rule itself is tested: a PASS with diverged
+ * replicas must be impossible.
+ *
+ * @example
+ * chaosPassed({ ...report, replicaDivergence: ['at the end: TRIBUTARY_x: ...'] }) // false
+ */
+export function chaosPassed(r: Omit<ChaosReport, 'passed'>): boolean {
+  return (
+    !r.timedOut &&
+    r.recordsLost === 0 &&
+    r.batchesMissing === 0 &&
+    r.batchesMismatched === 0 &&
+    r.duplicates === 0 &&
+    r.finalStateMismatches === 0 &&
+    r.inputMismatches === 0 &&
+    r.freshStarts === 0 &&
+    r.replicaDivergence.length === 0 &&
+    (r.deadLetters === undefined || (r.deadLetters.missing === 0 && r.deadLetters.unexpected === 0)) &&
+    r.kills.length === r.options.kills
+  );
 }
 
 function failedVerdict(): Verdict {
@@ -493,6 +557,21 @@ async function readAll<T>(nc: NatsConnection, stream: string, read: (m: JsMsg) =
   return out;
 }
 
+/** `catch-up after nats outage: min/median/max`, with how many outages never caught up before the end. */
+function catchUpLine(kills: readonly KillRecord[]): string {
+  const outages = kills.filter((k) => k.target.startsWith('nats-server'));
+  const caughtUp = outages.map((k) => k.catchUpMs).filter((ms): ms is number => ms !== undefined);
+  const missing = outages.length - caughtUp.length;
+  return `catch-up after nats outage: ${stats(caughtUp)}${missing > 0 ? ` (${missing} of ${outages.length} not caught up before the end)` : ''}`;
+}
+
+function replicaLine(r: ChaosReport): string {
+  if (r.options.journal !== 'nats') return 'n/a (file journal)';
+  if (!isClustered(r.options)) return 'n/a (single server)';
+  if (r.replicaDivergence.length === 0) return 'none';
+  return `${r.replicaDivergence.length} — ${r.replicaDivergence.join('; ')}`;
+}
+
 function stats(values: number[]): string {
   if (values.length === 0) return 'n/a';
   const sorted = [...values].sort((a, b) => a - b);
@@ -512,16 +591,18 @@ export function formatChaosReport(r: ChaosReport): string {
   const byTarget = new Map<string, number>();
   for (const k of r.kills) byTarget.set(k.target.split(' ')[0] as string, (byTarget.get(k.target.split(' ')[0] as string) ?? 0) + 1);
   const lines = [
-    `chaos report — workload word-count, journal ${o.journal}${o.journal === 'nats' && (o.cluster ?? o.targets.includes('nats')) ? ' (3-node cluster, R3)' : ''}, seed ${o.seed}`,
+    `chaos report — workload word-count, journal ${o.journal}${isClustered(o) ? ' (3-node cluster, R3)' : ''}, seed ${o.seed}`,
     `kills:                  ${r.kills.length} of ${o.kills} (${[...byTarget].map(([t, n]) => `${t} ${n}`).join(', ') || 'none'})`,
     `recoveries:             ${recoveries.length}${r.unexpectedExits > 0 ? ` (+${r.unexpectedExits} unexpected driver exits, restarted)` : ''}`,
     `recovery time:          ${stats(recoveries)}`,
+    catchUpLine(r.kills),
     ...(r.freshStarts > 0 ? [`checkpoint lost:        ${r.freshStarts} restarts began afresh (a new zero time)`] : []),
     `records in:             ${r.recordsIn} words`,
     `records lost:           ${r.recordsLost}`,
     `batches:                ${r.batchesExpected} expected, ${r.batchesMissing} missing, ${r.batchesMismatched} wrong`,
     `duplicate outputs:      ${r.duplicates} (exactly-once sinks)`,
     `final-state mismatches: ${r.finalStateMismatches}`,
+    `replica divergence:     ${replicaLine(r)}`,
     ...(r.deadLetters
       ? [
           `bad input:              ${r.deadLetters.goodRecords} good records, ${r.deadLetters.expected} malformed; ${r.inputMismatches} words miscounted`,

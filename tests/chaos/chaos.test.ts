@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { badInputMessages, decodeInputLine, INPUT_LINE_BYTES_MAX, inputWordCounts } from '../../runtime/chaos/bad-input.ts';
-import { type ChaosOptions, type ChaosReport, formatChaosReport, runChaos } from '../../runtime/chaos/runner.ts';
+import { type ChaosOptions, type ChaosReport, chaosPassed, formatChaosReport, runChaos } from '../../runtime/chaos/runner.ts';
 import { verifyRun } from '../../runtime/chaos/verify.ts';
 import type { WorkloadOptions } from '../../runtime/chaos/word-count-workload.ts';
 
@@ -97,6 +97,11 @@ test('chaos - 3 driver kills on the file journal pass, and the verifier counts d
   t.regex(text, /^final-state mismatches: 0$/m);
   t.regex(text, /^result: +PASS$/m);
   t.notRegex(text, /dead letters/);
+  t.regex(text, /^catch-up after nats outage: n\/a$/m);
+  t.regex(text, /^replica divergence: +n\/a \(file journal\)$/m);
+  t.deepEqual(r.replicaDivergence, []);
+  t.true(chaosPassed(r));
+  t.false(chaosPassed({ ...r, replicaDivergence: ['at the end: TRIBUTARY_x: n1 first 1 last 9 msgs 9 / n2 missing'] }));
 
   const zero = r.zeroTimeMs as number;
   // Batch directories of the oracle's range (a stopping run may write a few more, empty ones).
@@ -170,6 +175,9 @@ test('chaos - 3 driver kills on the file journal pass, and the verifier counts d
   t.is(v4.batchesMissing, 1);
 });
 
+/** The catch-up line after one nats-server kill: measured, or the run ended first. */
+const CATCH_UP_LINE = /^catch-up after nats outage: (min \d+ ms, median \d+ ms, max \d+ ms|n\/a \(1 of 1 not caught up before the end\))$/m;
+
 test('chaos - 2 kills of the driver and nats-servers on the JetStream journal pass', async (t) => {
   const r = await chaos(t, { kills: 2, seed: 5, targets: ['driver', 'nats'], journal: 'nats' });
   assertClean(t, r, 2);
@@ -180,6 +188,28 @@ test('chaos - 2 kills of the driver and nats-servers on the JetStream journal pa
   );
   t.regex(formatChaosReport(r), /journal nats \(3-node cluster, R3\)/);
   t.regex(formatChaosReport(r), /^kills: +2 of 2 \(nats-server 1, driver 1\)$/m);
+  // Every replica of the run's streams agreed after the restart and at the end.
+  t.deepEqual(r.replicaDivergence, []);
+  t.regex(formatChaosReport(r), /^replica divergence: +none$/m);
+  // A short run may end with the outage's backlog not yet worked off (an election stalls it for seconds).
+  const outage = r.kills.find((k) => k.target.startsWith('nats-server'));
+  t.true(outage?.catchUpMs === undefined || (outage.catchUpMs >= 0 && outage.catchUpMs <= r.wallMs), `${outage?.catchUpMs}`);
+  t.regex(formatChaosReport(r), CATCH_UP_LINE);
+
+  // A divergence alone fails a run whose outputs are all right, and the report names it.
+  const diverged = { ...r, replicaDivergence: ['at the end: TRIBUTARY_x: n1 first 1 last 9 msgs 9 / n2 first 5 last 9 msgs 5'] };
+  t.is(chaosPassed({ ...r, replicaDivergence: [] }), r.passed);
+  t.false(chaosPassed(diverged));
+  t.regex(formatChaosReport({ ...diverged, passed: false }), /^replica divergence: +1 — at the end: TRIBUTARY_x: n1 first 1 /m);
+});
+
+test('chaos - a run on one nats-server reports no replica check, and a catch-up line', async (t) => {
+  const r = await chaos(t, { kills: 1, seed: 3, targets: ['nats'], journal: 'nats', cluster: false });
+  assertClean(t, r, 1);
+  t.deepEqual(r.replicaDivergence, []);
+  const text = formatChaosReport(r);
+  t.regex(text, /^replica divergence: +n\/a \(single server\)$/m);
+  t.regex(text, CATCH_UP_LINE);
 });
 
 test('chaos - --bad-input dead-letters exactly the malformed records and counts the good ones', async (t) => {
