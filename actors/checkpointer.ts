@@ -258,7 +258,8 @@ export class Checkpointer {
       ...[...this.#completed].sort((a, b) => a - b).map((time) => ({ v: 1 as const, type: 'batch.completed' as const, time })),
       ...this.#blocks.values(),
     ];
-    await this.#journal.roll(head, this.#settings.keepCheckpoints);
+    // In the journal's order: every fact the head names was handed to the journal before the roll.
+    await this.#serial(() => this.#journal.roll(head, this.#settings.keepCheckpoints));
     const keepTimes = new Set<string>();
     for (const cp of keep)
       for (const ref of cp.snapshots) for (const t of ref.chain) keepTimes.add(`${ref.operator}/${ref.partition}/${t}`);

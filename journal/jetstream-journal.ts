@@ -124,7 +124,7 @@ export async function openHeadBucket(nc: NatsConnection, appName: string, replic
   // allow_direct off: every read of the head goes to the stream leader, which has seen every acked update.
   const options = { replicas, history: 5, allow_direct: false, storage: StorageType.File };
   try {
-    await (await jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS })).streams.info(`KV_${headBucket}`);
+    await (await jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS, checkAPI: false })).streams.info(`KV_${headBucket}`);
   } catch (error) {
     if (error instanceof JetStreamApiError && error.status === 404) return kvm.create(headBucket, options);
     throw error;
@@ -176,7 +176,8 @@ export class JetStreamJournal implements Journal {
   }
 
   async open(): Promise<JournalContents> {
-    const jsm = await jetstreamManager(this.#nc, { timeout: REQUEST_TIMEOUT_MS });
+    // No account check here: it is one more request that fails while a server comes back; #writing retries the real ones.
+    const jsm = await jetstreamManager(this.#nc, { timeout: REQUEST_TIMEOUT_MS, checkAPI: false });
     this.#jsm = jsm;
     this.#js = jetstream(this.#nc, { timeout: REQUEST_TIMEOUT_MS });
     await this.#writing('create the journal stream', () => this.#ensureStream(jsm));

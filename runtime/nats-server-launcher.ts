@@ -16,8 +16,8 @@ import { connect } from '@nats-io/transport-node';
 
 /** How often the ports file of a starting server is looked for. */
 const PORTS_FILE_POLL_MS = 50;
-/** How long one server may take to write its ports file and accept a TCP connection. */
-const SERVER_READY_TIMEOUT_MS = 5_000;
+/** How long one server may take to write its ports file and accept a TCP connection (seconds when 2 cores are busy). */
+const SERVER_READY_TIMEOUT_MS = 20_000;
 /** How long a cluster may take to elect its JetStream meta leader (NOTES: seconds). */
 const CLUSTER_READY_TIMEOUT_MS = 20_000;
 /** Pause between two JetStream readiness probes of a cluster. */

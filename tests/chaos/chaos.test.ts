@@ -176,9 +176,10 @@ test('chaos - 3 driver kills on the file journal pass, and the verifier counts d
 });
 
 /** The catch-up line after one nats-server kill: measured, or the run ended first. */
-const CATCH_UP_LINE = /^catch-up after nats outage: (min \d+ ms, median \d+ ms, max \d+ ms|n\/a \(1 of 1 not caught up before the end\))$/m;
+const CATCH_UP_LINE =
+  /^catch-up after nats outage: (min \d+ ms, median \d+ ms, max \d+ ms|n\/a \(1 of 1 (not caught up before the end|NOT caught up within 30 s)\))$/m;
 
-test('chaos - 2 kills of the driver and nats-servers on the JetStream journal pass', async (t) => {
+test.serial('chaos - 2 kills of the driver and nats-servers on the JetStream journal pass', async (t) => {
   const r = await chaos(t, { kills: 2, seed: 5, targets: ['driver', 'nats'], journal: 'nats' });
   assertClean(t, r, 2);
   t.deepEqual(
@@ -191,10 +192,13 @@ test('chaos - 2 kills of the driver and nats-servers on the JetStream journal pa
   // Every replica of the run's streams agreed after the restart and at the end.
   t.deepEqual(r.replicaDivergence, []);
   t.regex(formatChaosReport(r), /^replica divergence: +none$/m);
-  // A short run may end with the outage's backlog not yet worked off (an election stalls it for seconds).
+  // The next fault waits (up to 30 s) until the driver caught up after the outage, then the catch-up is measured;
+  // on these shared cores a concurrent test can slow it past the bound, which the report says.
   const outage = r.kills.find((k) => k.target.startsWith('nats-server'));
-  t.true(outage?.catchUpMs === undefined || (outage.catchUpMs >= 0 && outage.catchUpMs <= r.wallMs), `${outage?.catchUpMs}`);
+  t.true(outage?.catchUpMs === undefined ? outage?.catchUpMissed === true : outage.catchUpMs <= r.wallMs, `${outage?.catchUpMs}`);
   t.regex(formatChaosReport(r), CATCH_UP_LINE);
+  const missed = { ...r, kills: r.kills.map((k) => (k === outage ? { ...k, catchUpMs: undefined, catchUpMissed: true } : k)) };
+  t.regex(formatChaosReport(missed), /^catch-up after nats outage: n\/a \(1 of 1 NOT caught up within 30 s\)$/m);
 
   // A divergence alone fails a run whose outputs are all right, and the report names it.
   const diverged = { ...r, replicaDivergence: ['at the end: TRIBUTARY_x: n1 first 1 last 9 msgs 9 / n2 first 5 last 9 msgs 5'] };
@@ -203,7 +207,7 @@ test('chaos - 2 kills of the driver and nats-servers on the JetStream journal pa
   t.regex(formatChaosReport({ ...diverged, passed: false }), /^replica divergence: +1 — at the end: TRIBUTARY_x: n1 first 1 /m);
 });
 
-test('chaos - a run on one nats-server reports no replica check, and a catch-up line', async (t) => {
+test.serial('chaos - a run on one nats-server reports no replica check, and a catch-up line', async (t) => {
   const r = await chaos(t, { kills: 1, seed: 3, targets: ['nats'], journal: 'nats', cluster: false });
   assertClean(t, r, 1);
   t.deepEqual(r.replicaDivergence, []);
@@ -212,7 +216,7 @@ test('chaos - a run on one nats-server reports no replica check, and a catch-up 
   t.regex(text, CATCH_UP_LINE);
 });
 
-test('chaos - --bad-input dead-letters exactly the malformed records and counts the good ones', async (t) => {
+test.serial('chaos - --bad-input dead-letters exactly the malformed records and counts the good ones', async (t) => {
   const r = await chaos(t, { kills: 2, seed: 7, targets: ['driver'], journal: 'nats', badInput: true, inputMessages: 200, keep: true });
   assertClean(t, r, 2);
   const messages = badInputMessages(7, 200);
