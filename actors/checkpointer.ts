@@ -8,8 +8,8 @@
 import type { FingerprintEntry, JournalEvent, SnapshotRef } from '../journal/events.ts';
 import type { Journal } from '../journal/journal.ts';
 import { blockIdsOf } from '../journal/recovery-plan.ts';
+import type { Logger } from '../runtime/base/logger.ts';
 import type { Allocation, ReceivedBlock } from '../runtime/input-source.ts';
-import type { Logger } from '../runtime/logger.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 

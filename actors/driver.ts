@@ -6,10 +6,10 @@
  * wait is reported as scheduling delay, never dropped.
  */
 
-import { concatAll } from '../runtime/arrays.ts';
-import type { Clock } from '../runtime/clock.ts';
-import { startStopwatch } from '../runtime/clock.ts';
-import { BatchFailedError, OperatorFailure } from '../runtime/errors.ts';
+import { concatAll } from '../runtime/base/arrays.ts';
+import type { Clock } from '../runtime/base/clock.ts';
+import { startStopwatch } from '../runtime/base/clock.ts';
+import { BatchFailedError, OperatorFailure } from '../runtime/base/errors.ts';
 import type { GraphNode, OutputOp, PartitionState, StepResult } from '../runtime/graph.ts';
 import { assertNever } from '../runtime/graph.ts';
 import type { Allocation, OpenInput } from '../runtime/input-source.ts';

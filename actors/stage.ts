@@ -4,7 +4,7 @@
  * holds the same plan).
  */
 
-import { OperatorFailure } from '../runtime/errors.ts';
+import { OperatorFailure } from '../runtime/base/errors.ts';
 import type { GraphNode } from '../runtime/graph.ts';
 import { assertNever } from '../runtime/graph.ts';
 import { runChain } from '../runtime/operators/narrow.ts';

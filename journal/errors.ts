@@ -1,7 +1,7 @@
 /**
  * Errors of the journal and snapshot stores.
  */
-import { TributaryError } from '../runtime/errors.ts';
+import { TributaryError } from '../runtime/base/errors.ts';
 
 /** A checkpoint (journal or snapshot) that cannot be read back as written. */
 export class CorruptCheckpointError extends TributaryError {

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import type { Logger } from '../runtime/logger.ts';
+import type { Logger } from '../runtime/base/logger.ts';
 import { decodeValue, encodeFrame, encodeValue, FRAME_HEADER_BYTES, scanFrames } from './codec.ts';
 import { fsyncDir } from './durable-fs.ts';
 import { CorruptCheckpointError } from './errors.ts';

@@ -35,9 +35,9 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
-import { delayMs } from '../runtime/clock.ts';
-import { TributaryError } from '../runtime/errors.ts';
-import type { Logger } from '../runtime/logger.ts';
+import { delayMs } from '../runtime/base/clock.ts';
+import { TributaryError } from '../runtime/base/errors.ts';
+import type { Logger } from '../runtime/base/logger.ts';
 import { isTransientNatsError } from '../runtime/nats-connection.ts';
 import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
 import { CorruptCheckpointError, FencedError } from './errors.ts';

@@ -3,7 +3,7 @@
  * (the JetStream sink).
  */
 import { decodeValue, encodeValue } from '../journal/codec.ts';
-import { InvalidConfigError } from './errors.ts';
+import { InvalidConfigError } from './base/errors.ts';
 
 /** A named decoding, or a function of the bytes. */
 export type Decoder<T> = 'utf8' | 'json' | 'cbor' | ((data: Uint8Array) => T);

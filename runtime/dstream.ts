@@ -5,10 +5,10 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { concatAll } from './arrays.ts';
-import { checkDuration, checkMultiple } from './durations.ts';
-import { InvalidGraphError } from './errors.ts';
-import { formatPrint, formatRecord } from './format.ts';
+import { concatAll } from './base/arrays.ts';
+import { checkDuration, checkMultiple } from './base/durations.ts';
+import { InvalidGraphError } from './base/errors.ts';
+import { formatPrint, formatRecord } from './base/format.ts';
 import type { GraphNode, NarrowOp, ShuffleSpec, StatefulSpec } from './graph.ts';
 import type { GraphBuilder } from './graph-builder.ts';
 import { jetStreamSink, type ToJetStreamOptions } from './jetstream-sink.ts';

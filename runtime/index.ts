@@ -15,18 +15,10 @@ export type { ActorSystem } from '../actors/system.ts';
 export { startActorSystem } from '../actors/system.ts';
 export type { App, AppOptions } from './app.ts';
 export { defineApp } from './app.ts';
-export type { CancelTimer, Clock } from './clock.ts';
-export { SystemClock } from './clock.ts';
-export type { Decoder, Encoder } from './decoders.ts';
-export type {
-  MapWithStateOptions,
-  PartitionOptions,
-  ReducedWindowOptions,
-  UpdateStateOptions,
-} from './dstream.ts';
-export { DStream, MapWithStateDStream } from './dstream.ts';
-export { milliseconds, minutes, seconds } from './durations.ts';
-export type { ErrorCode } from './errors.ts';
+export type { CancelTimer, Clock } from './base/clock.ts';
+export { SystemClock } from './base/clock.ts';
+export { milliseconds, minutes, seconds } from './base/durations.ts';
+export type { ErrorCode } from './base/errors.ts';
 export {
   BatchFailedError,
   InvalidConfigError,
@@ -36,9 +28,17 @@ export {
   InvalidTransformResultError,
   SourceFailedError,
   TributaryError,
-} from './errors.ts';
+} from './base/errors.ts';
+export type { Logger } from './base/logger.ts';
+export type { Decoder, Encoder } from './decoders.ts';
+export type {
+  MapWithStateOptions,
+  PartitionOptions,
+  ReducedWindowOptions,
+  UpdateStateOptions,
+} from './dstream.ts';
+export { DStream, MapWithStateDStream } from './dstream.ts';
 export type { ToJetStreamOptions } from './jetstream-sink.ts';
-export type { Logger } from './logger.ts';
 export type { NatsOptions } from './nats-connection.ts';
 export type { MapWithStateFn, MapWithStateSpec } from './operators/map-with-state.ts';
 export { State } from './operators/map-with-state.ts';

@@ -5,8 +5,8 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ActorRef, ActorSystem } from '../actors/system.ts';
-import type { Clock } from './clock.ts';
-import type { Logger } from './logger.ts';
+import type { Clock } from './base/clock.ts';
+import type { Logger } from './base/logger.ts';
 
 /**
  * What a batch's input was: enough to rebuild the batch exactly.

@@ -7,7 +7,7 @@
  */
 import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { delayMs } from './clock.ts';
+import { delayMs } from './base/clock.ts';
 import { type Encoder, encoderOf } from './decoders.ts';
 
 /** Options of toJetStream. */

@@ -16,10 +16,10 @@ import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
+import type { Logger } from './base/logger.ts';
 import { compareFingerprints, fingerprintOf } from './fingerprint.ts';
 import type { GraphNode, OutputOp, PartitionState } from './graph.ts';
 import type { Allocation, InputRecovery } from './input-source.ts';
-import type { Logger } from './logger.ts';
 import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
 import type { Plan } from './plan.ts';
 

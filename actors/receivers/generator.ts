@@ -3,8 +3,8 @@
  * number, produced at a set rate. The allocation is a sequence range derived from
  * the batch time, so replay needs nothing stored but the range.
  */
-import { checkDuration } from '../../runtime/durations.ts';
-import { InvalidConfigError } from '../../runtime/errors.ts';
+import { checkDuration } from '../../runtime/base/durations.ts';
+import { InvalidConfigError } from '../../runtime/base/errors.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
 import { textLine } from '../../runtime/text-generator.ts';
 

@@ -3,7 +3,7 @@
  * The allocation records queue indexes, so a factory that recreates the same array
  * replays the same batches.
  */
-import { concatAll } from '../../runtime/arrays.ts';
+import { concatAll } from '../../runtime/base/arrays.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
 
 /** Options of queueStream. */

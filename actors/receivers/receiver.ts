@@ -3,10 +3,10 @@
  * store until the driver allocates it to a batch.
  */
 import { randomBytes } from 'node:crypto';
-import { InvalidConfigError, SourceFailedError } from '../../runtime/errors.ts';
+import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
+import type { Logger } from '../../runtime/base/logger.ts';
 import { assertNever } from '../../runtime/graph.ts';
 import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/input-source.ts';
-import type { Logger } from '../../runtime/logger.ts';
 import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
 import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
 

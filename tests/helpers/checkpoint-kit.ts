@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { pino } from 'pino';
 import { decodeValue, scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
-import type { Logger } from '../../runtime/logger.ts';
+import type { Logger } from '../../runtime/base/logger.ts';
 
 /** Temp directories made by one test file, removed together in `test.after.always`. */
 export class TempDirs {

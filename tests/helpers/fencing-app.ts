@@ -2,8 +2,8 @@
  * The app two drivers fight over in the fencing tests: the same graph in the test
  * process and in the child process, so that only the writer lock can refuse one.
  */
-import type { Clock } from '../../runtime/clock.ts';
-import type { Logger } from '../../runtime/logger.ts';
+import type { Clock } from '../../runtime/base/clock.ts';
+import type { Logger } from '../../runtime/base/logger.ts';
 import { StreamingContext } from '../../runtime/streaming-context.ts';
 
 /** A small stateful app on `dir` (empty queue batches; a running count of them). */

@@ -6,7 +6,7 @@
  * Run: node --import tsx tests/helpers/fencing-child.ts <dir>
  */
 import { pino } from 'pino';
-import { SystemClock } from '../../runtime/clock.ts';
+import { SystemClock } from '../../runtime/base/clock.ts';
 import { fencingApp } from './fencing-app.ts';
 
 const dir = process.argv[2];

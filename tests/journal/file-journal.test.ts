@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { encodeFrame, encodeValue, FRAME_HEADER_BYTES } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
 import { FileJournal } from '../../journal/file-journal.ts';
-import type { Logger } from '../../runtime/logger.ts';
+import type { Logger } from '../../runtime/base/logger.ts';
 
 interface Ctx {
   root: string;

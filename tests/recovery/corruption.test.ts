@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
+import type { Logger } from '../../runtime/base/logger.ts';
 import { StreamingContext } from '../../runtime/index.ts';
-import type { Logger } from '../../runtime/logger.ts';
 import { ManualClock } from '../../runtime/testing.ts';
 import {
   capturedLogger,

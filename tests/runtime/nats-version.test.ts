@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { TimeoutError } from '@nats-io/transport-node';
 import anyTest, { type TestFn } from 'ava';
-import { InvalidConfigError } from '../../runtime/errors.ts';
+import { InvalidConfigError } from '../../runtime/base/errors.ts';
 import {
   assertServerSupportsReplicas,
   checkNatsServerFor,
