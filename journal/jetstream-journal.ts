@@ -38,7 +38,7 @@ import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-
 import { delayMs } from '../runtime/base/clock.ts';
 import { TributaryError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
-import { isTransientNatsError } from '../runtime/nats-connection.ts';
+import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
 import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
 import { CorruptCheckpointError, FencedError } from './errors.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';

@@ -30,7 +30,6 @@ export {
   TributaryError,
 } from './base/errors.ts';
 export type { Logger } from './base/logger.ts';
-export type { Decoder, Encoder } from './decoders.ts';
 export type {
   MapWithStateOptions,
   PartitionOptions,
@@ -39,7 +38,8 @@ export type {
 } from './dstream.ts';
 export { DStream, MapWithStateDStream } from './dstream.ts';
 export type { ToJetStreamOptions } from './jetstream-sink.ts';
-export type { NatsOptions } from './nats-connection.ts';
+export type { Decoder, Encoder } from './nats/decoders.ts';
+export type { NatsOptions } from './nats/nats-connection.ts';
 export type { MapWithStateFn, MapWithStateSpec } from './operators/map-with-state.ts';
 export { State } from './operators/map-with-state.ts';
 export type { UpdateFn, UpdateInfo } from './operators/update-state-by-key.ts';

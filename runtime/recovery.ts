@@ -20,7 +20,7 @@ import type { Logger } from './base/logger.ts';
 import { compareFingerprints, fingerprintOf } from './fingerprint.ts';
 import type { GraphNode, OutputOp, PartitionState } from './graph.ts';
 import type { Allocation, InputRecovery } from './input-source.ts';
-import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
+import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
 import type { Plan } from './plan.ts';
 
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;

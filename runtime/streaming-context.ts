@@ -27,7 +27,7 @@ import { stableKeys } from './fingerprint.ts';
 import type { GraphNode } from './graph.ts';
 import { GraphBuilder } from './graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from './input-source.ts';
-import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats-connection.ts';
+import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
 import { partitionOf } from './partitioner.ts';
 import { compilePlan } from './plan.ts';
 import { type OpenedCheckpoint, openCheckpoint } from './recovery.ts';

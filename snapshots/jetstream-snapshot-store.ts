@@ -11,7 +11,7 @@ import { scanFrames } from '../journal/codec.ts';
 import { CorruptCheckpointError } from '../journal/errors.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import type { Logger } from '../runtime/base/logger.ts';
-import { isTransientNatsError } from '../runtime/nats-connection.ts';
+import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
 import type { SnapshotData } from './snapshot-data.ts';
 import type { SnapshotStore } from './snapshot-store.ts';

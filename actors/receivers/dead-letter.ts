@@ -3,7 +3,7 @@
  * dead-letter subject, with why and where from in headers.
  */
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
-import { decodeFailure } from '../../runtime/decoders.ts';
+import { decodeFailure } from '../../runtime/nats/decoders.ts';
 
 /**
  * Publishes `data` to `subject` with a `Tributary-Error` header (one line: a CR/LF in

@@ -14,7 +14,7 @@ import type { JournalEvent } from '../../journal/events.ts';
 import { seededRandom } from '../../runtime/chaos/rng.ts';
 import type { DStream } from '../../runtime/index.ts';
 import { StreamingContext } from '../../runtime/index.ts';
-import { isNatsUrl } from '../../runtime/nats-connection.ts';
+import { isNatsUrl } from '../../runtime/nats/nats-connection.ts';
 import { ManualClock } from '../../runtime/testing.ts';
 import { readJetStreamJournal } from './jetstream-journal-kit.ts';
 import { compareValues } from './run-operation.ts';

@@ -15,7 +15,7 @@ import type { JournalEvent } from '../../journal/events.ts';
 import { journalNames } from '../../journal/jetstream-journal.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
 import { type DStream, type State, StreamingContext } from '../../runtime/index.ts';
-import { isTransientNatsError } from '../../runtime/nats-connection.ts';
+import { isTransientNatsError } from '../../runtime/nats/nats-connection.ts';
 import { ManualClock } from '../../runtime/testing.ts';
 import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
 import { type JournalMessage, journalMessages, within } from '../helpers/jetstream-journal-kit.ts';

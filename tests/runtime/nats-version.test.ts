@@ -8,7 +8,7 @@ import {
   connectNats,
   parseNatsUrl,
   parseServerVersion,
-} from '../../runtime/nats-connection.ts';
+} from '../../runtime/nats/nats-connection.ts';
 import { type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
 
 interface Ctx {

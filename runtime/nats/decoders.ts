@@ -2,8 +2,8 @@
  * How message bytes become records (NATS sources) and records become bytes
  * (the JetStream sink).
  */
-import { decodeValue, encodeValue } from '../journal/codec.ts';
-import { InvalidConfigError } from './base/errors.ts';
+import { decodeValue, encodeValue } from '../../journal/codec.ts';
+import { InvalidConfigError } from '../base/errors.ts';
 
 /** A named decoding, or a function of the bytes. */
 export type Decoder<T> = 'utf8' | 'json' | 'cbor' | ((data: Uint8Array) => T);

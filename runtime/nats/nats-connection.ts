@@ -13,8 +13,8 @@ import {
   RequestError,
   TimeoutError,
 } from '@nats-io/transport-node';
-import { delayMs, startStopwatch } from './base/clock.ts';
-import { InvalidConfigError } from './base/errors.ts';
+import { delayMs, startStopwatch } from '../base/clock.ts';
+import { InvalidConfigError } from '../base/errors.ts';
 
 /** The oldest nats-server that may hold replicated (replicas > 1) checkpoints. */
 const CLUSTER_SERVER_VERSION_MIN: readonly [number, number, number] = [2, 10, 0];
