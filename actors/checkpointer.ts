@@ -9,7 +9,7 @@ import type { FingerprintEntry, JournalEvent, SnapshotRef } from '../journal/eve
 import type { Journal } from '../journal/journal.ts';
 import { blockIdsOf } from '../journal/recovery-plan.ts';
 import type { Logger } from '../runtime/base/logger.ts';
-import type { Allocation, ReceivedBlock } from '../runtime/input-source.ts';
+import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 

@@ -3,8 +3,8 @@
  * address where an answer is expected. Data travels as whole batch-partitions.
  */
 
-import type { StepResult } from '../runtime/graph.ts';
-import type { ReceivedBlock } from '../runtime/input-source.ts';
+import type { StepResult } from '../runtime/graph/graph.ts';
+import type { ReceivedBlock } from '../runtime/graph/input-source.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { ActorRef } from './system.ts';
 

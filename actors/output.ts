@@ -3,7 +3,7 @@
  * per batch, awaiting whatever it returns, so a slow sink holds its batch (and the
  * scheduler queues the next ones) instead of dropping anything.
  */
-import type { OutputOp } from '../runtime/graph.ts';
+import type { OutputOp } from '../runtime/graph/graph.ts';
 import type { OutputMessage } from './messages.ts';
 import { type ActorRef, type ActorSystem, dispatch, spawnActor } from './system.ts';
 

@@ -5,10 +5,10 @@
  */
 
 import { OperatorFailure } from '../runtime/base/errors.ts';
-import type { GraphNode } from '../runtime/graph.ts';
-import { assertNever } from '../runtime/graph.ts';
-import { runChain } from '../runtime/operators/narrow.ts';
-import { blamingSink, type Plan } from '../runtime/plan.ts';
+import type { GraphNode } from '../runtime/graph/graph.ts';
+import { assertNever } from '../runtime/graph/graph.ts';
+import { runChain } from '../runtime/graph/operators/narrow.ts';
+import { blamingSink, type Plan } from '../runtime/graph/plan.ts';
 import { type Reply, replyOf, type StageMessage } from './messages.ts';
 import { type ActorRef, type ActorSystem, dispatch, spawnActor } from './system.ts';
 

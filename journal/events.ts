@@ -3,7 +3,7 @@
  * rebuild its state exactly. Wire records carry a version field `v`; every reader
  * validates shape before use.
  */
-import type { Allocation, ReceivedBlock } from '../runtime/input-source.ts';
+import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
 
 /** Version of the journal record format written by this code. */
 export const JOURNAL_FORMAT_VERSION = 1;

@@ -5,8 +5,8 @@
  * and idempotent.
  */
 
-import { assertNever } from '../runtime/graph.ts';
-import type { Allocation, ReceivedBlock } from '../runtime/input-source.ts';
+import { assertNever } from '../runtime/graph/graph.ts';
+import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
 import type { JournalEvent } from './events.ts';
 
 type Started = Extract<JournalEvent, { type: 'context.started' }>;

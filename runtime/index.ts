@@ -37,13 +37,13 @@ export type {
   UpdateStateOptions,
 } from './dstream.ts';
 export { DStream, MapWithStateDStream } from './dstream.ts';
+export type { MapWithStateFn, MapWithStateSpec } from './graph/operators/map-with-state.ts';
+export { State } from './graph/operators/map-with-state.ts';
+export type { UpdateFn, UpdateInfo } from './graph/operators/update-state-by-key.ts';
+export { canonicalKey, partitionOf, stableHash } from './graph/partitioner.ts';
 export type { ToJetStreamOptions } from './jetstream-sink.ts';
 export type { Decoder, Encoder } from './nats/decoders.ts';
 export type { NatsOptions } from './nats/nats-connection.ts';
-export type { MapWithStateFn, MapWithStateSpec } from './operators/map-with-state.ts';
-export { State } from './operators/map-with-state.ts';
-export type { UpdateFn, UpdateInfo } from './operators/update-state-by-key.ts';
-export { canonicalKey, partitionOf, stableHash } from './partitioner.ts';
 export type { StreamingContextConfig, StreamingListener } from './streaming-context.ts';
 export { StreamingContext } from './streaming-context.ts';
 export type { TextLineOptions } from './text-generator.ts';

@@ -17,11 +17,11 @@ import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 import type { Logger } from './base/logger.ts';
-import { compareFingerprints, fingerprintOf } from './fingerprint.ts';
-import type { GraphNode, OutputOp, PartitionState } from './graph.ts';
-import type { Allocation, InputRecovery } from './input-source.ts';
+import { compareFingerprints, fingerprintOf } from './graph/fingerprint.ts';
+import type { GraphNode, OutputOp, PartitionState } from './graph/graph.ts';
+import type { Allocation, InputRecovery } from './graph/input-source.ts';
+import type { Plan } from './graph/plan.ts';
 import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
-import type { Plan } from './plan.ts';
 
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
 

@@ -23,13 +23,13 @@ import { InvalidConfigError, InvalidStateError } from './base/errors.ts';
 import { createLogger, type Logger } from './base/logger.ts';
 import { ManualClock } from './base/manual-clock.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
-import { stableKeys } from './fingerprint.ts';
-import type { GraphNode } from './graph.ts';
-import { GraphBuilder } from './graph-builder.ts';
-import type { InputSource, OpenInput, SourceEnv } from './input-source.ts';
+import { stableKeys } from './graph/fingerprint.ts';
+import type { GraphNode } from './graph/graph.ts';
+import { GraphBuilder } from './graph/graph-builder.ts';
+import type { InputSource, OpenInput, SourceEnv } from './graph/input-source.ts';
+import { partitionOf } from './graph/partitioner.ts';
+import { compilePlan } from './graph/plan.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
-import { partitionOf } from './partitioner.ts';
-import { compilePlan } from './plan.ts';
 import { type OpenedCheckpoint, openCheckpoint } from './recovery.ts';
 
 /** How a context is configured. */

@@ -7,7 +7,7 @@
 
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 import { type Decoder, decoderOf } from '../../runtime/nats/decoders.ts';
 import { publishDeadLetter } from './dead-letter.ts';
 

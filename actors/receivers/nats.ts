@@ -7,7 +7,7 @@
 
 import type { Subscription } from '@nats-io/transport-node';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
-import type { InputSource } from '../../runtime/input-source.ts';
+import type { InputSource } from '../../runtime/graph/input-source.ts';
 import { type Decoder, decodeFailure, decoderOf } from '../../runtime/nats/decoders.ts';
 import { publishDeadLetter } from './dead-letter.ts';
 import { Receiver, receiverSource } from './receiver.ts';

@@ -4,7 +4,7 @@
  * replays the same batches.
  */
 import { concatAll } from '../../runtime/base/arrays.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 
 /** Options of queueStream. */
 export interface QueueStreamOptions<T> {

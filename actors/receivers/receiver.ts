@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import { assertNever } from '../../runtime/graph.ts';
-import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/input-source.ts';
+import { assertNever } from '../../runtime/graph/graph.ts';
+import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/graph/input-source.ts';
 import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
 import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
 

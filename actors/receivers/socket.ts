@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import { delayMs } from '../../runtime/base/clock.ts';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
-import type { InputSource } from '../../runtime/input-source.ts';
+import type { InputSource } from '../../runtime/graph/input-source.ts';
 import { Receiver, receiverSource } from './receiver.ts';
 
 /** Options of socketTextStream. */

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
-import type { Allocation, InputRecovery, InputSource, OpenInput, SourceEnv } from '../../runtime/input-source.ts';
+import type { Allocation, InputRecovery, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 
 /** Options of textFileStream. */
 export interface TextFileStreamOptions {

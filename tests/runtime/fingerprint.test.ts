@@ -1,7 +1,7 @@
 import test from 'ava';
 import { pino } from 'pino';
 import type { FingerprintEntry } from '../../journal/events.ts';
-import { compareFingerprints, fingerprintOf, stableKeys } from '../../runtime/fingerprint.ts';
+import { compareFingerprints, fingerprintOf, stableKeys } from '../../runtime/graph/fingerprint.ts';
 import { StreamingContext } from '../../runtime/index.ts';
 import { ManualClock } from '../../runtime/testing.ts';
 

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { canonicalKey, KeyMap, partitionOf, stableHash } from '../../runtime/partitioner.ts';
+import { canonicalKey, KeyMap, partitionOf, stableHash } from '../../runtime/graph/partitioner.ts';
 import { KEYS, reordered } from '../helpers/partitioner-keys.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,7 +23,7 @@ test('partitioner - hashes and partitions are the same in a separate Node proces
   // The child builds its keys with object properties in reverse order, under another
   // string-hash seed, time zone and locale: none of these may change a placement.
   const script = `
-    import { canonicalKey, partitionOf, stableHash } from './runtime/partitioner.ts';
+    import { canonicalKey, partitionOf, stableHash } from './runtime/graph/partitioner.ts';
     import { KEYS, reordered } from './tests/helpers/partitioner-keys.ts';
     const counts = ${JSON.stringify(PARTITION_COUNTS)};
     const out = KEYS.map(reordered).map((k) => ({

@@ -2,7 +2,7 @@
  * `window(w, s)`: the union of the parent's batches in `(t - w, t]`, emitted every
  * slide. The first windows are shorter, and windows keep firing after input stops.
  */
-import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
+import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 
 interface Held {

@@ -3,7 +3,7 @@
  * Each has a map side (runs at the end of the fused chain of each input partition,
  * combining locally when it can) and a reduce side (one per output partition).
  */
-import { concatAll } from '../base/arrays.ts';
+import { concatAll } from '../../base/arrays.ts';
 import type { MapSide, ShuffleSpec, Sink } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
 

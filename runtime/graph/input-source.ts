@@ -4,9 +4,9 @@
  * apart is what lets a later journal store the allocation and replay it.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { ActorRef, ActorSystem } from '../actors/system.ts';
-import type { Clock } from './base/clock.ts';
-import type { Logger } from './base/logger.ts';
+import type { ActorRef, ActorSystem } from '../../actors/system.ts';
+import type { Clock } from '../base/clock.ts';
+import type { Logger } from '../base/logger.ts';
 
 /**
  * What a batch's input was: enough to rebuild the batch exactly.

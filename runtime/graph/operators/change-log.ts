@@ -3,7 +3,7 @@
  * capture: what an incremental snapshot writes, so a checkpoint costs what the
  * touched keys cost rather than the whole state.
  */
-import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
+import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
 import { KeyMap } from '../partitioner.ts';
 
 /**

@@ -4,7 +4,7 @@
  */
 
 import type { NatsConnection } from '@nats-io/transport-node';
-import { InvalidGraphError } from './base/errors.ts';
+import { InvalidGraphError } from '../base/errors.ts';
 import type { GraphNode, NodeBase, OutputOp } from './graph.ts';
 
 type NodeInit = Omit<NodeBase, 'id' | 'name' | 'params'> & {

@@ -5,7 +5,7 @@
  * every node, the chain of fused operators between it and the nearest
  * materialized ancestor.
  */
-import { OperatorFailure } from './base/errors.ts';
+import { OperatorFailure } from '../base/errors.ts';
 import type { GraphNode, NarrowOp, OutputOp, Sink } from './graph.ts';
 
 /** A materialized source node and the fused narrow operators applied on top of it. */

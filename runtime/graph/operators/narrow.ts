@@ -5,7 +5,7 @@
  * chain of arrays at ~0.3x).
  */
 
-import { InvalidTransformResultError } from '../base/errors.ts';
+import { InvalidTransformResultError } from '../../base/errors.ts';
 import type { NarrowOp, RecordOp, Sink } from '../graph.ts';
 
 /** `map(f)`: one record out per record in. */
