@@ -15,6 +15,7 @@ import { type QueueStreamOptions, queueSource } from '../actors/receivers/queue.
 import { type Receiver, receiverSource } from '../actors/receivers/receiver.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../actors/receivers/text-file.ts';
+import { type OpenedCheckpoint, openCheckpoint } from '../actors/recovery.ts';
 import { type ActorRef, type ActorSystem, ask, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
 import type { Journal } from '../journal/journal.ts';
 import { type CancelTimer, type Clock, SystemClock } from './base/clock.ts';
@@ -30,7 +31,6 @@ import type { InputSource, OpenInput, SourceEnv } from './graph/input-source.ts'
 import { partitionOf } from './graph/partitioner.ts';
 import { compilePlan } from './graph/plan.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
-import { type OpenedCheckpoint, openCheckpoint } from './recovery.ts';
 
 /** How a context is configured. */
 export interface StreamingContextConfig {

@@ -6,7 +6,7 @@
 import { checkDuration } from '../../runtime/base/durations.ts';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
-import { textLine } from '../../runtime/text-generator.ts';
+import { textLine } from './text-generator.ts';
 
 /** Options of generatorStream. */
 export interface GeneratorStreamOptions<T> {

@@ -4,24 +4,25 @@
  * readable checkpoint and lists the batches to replay. A damaged or missing
  * snapshot falls back to the previous checkpoint (a longer replay, nothing lost).
  */
-import { Checkpointer, type CheckpointSettings } from '../actors/checkpointer.ts';
-import type { ReplayJob } from '../actors/driver.ts';
+
 import { CorruptCheckpointError, IncompatibleCheckpointError } from '../journal/errors.ts';
 import type { JournalEvent } from '../journal/events.ts';
 import { FileJournal } from '../journal/file-journal.ts';
 import { JetStreamJournal } from '../journal/jetstream-journal.ts';
 import type { Journal, JournalContents } from '../journal/journal.ts';
 import { blockIdsOf, foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
+import type { Logger } from '../runtime/base/logger.ts';
+import { compareFingerprints, fingerprintOf } from '../runtime/graph/fingerprint.ts';
+import type { GraphNode, OutputOp, PartitionState } from '../runtime/graph/graph.ts';
+import type { Allocation, InputRecovery } from '../runtime/graph/input-source.ts';
+import type { Plan } from '../runtime/graph/plan.ts';
+import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from '../runtime/nats/nats-connection.ts';
 import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
-import type { Logger } from './base/logger.ts';
-import { compareFingerprints, fingerprintOf } from './graph/fingerprint.ts';
-import type { GraphNode, OutputOp, PartitionState } from './graph/graph.ts';
-import type { Allocation, InputRecovery } from './graph/input-source.ts';
-import type { Plan } from './graph/plan.ts';
-import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
+import { Checkpointer, type CheckpointSettings } from './checkpointer.ts';
+import type { ReplayJob } from './driver.ts';
 
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
 
