@@ -37,9 +37,9 @@
 import { readFileSync } from 'node:fs';
 import { DeliverPolicy, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { StreamingContext } from '../runtime/index.ts';
+import { StreamingContext } from '../runtime/api/index.ts';
+import { ManualClock } from '../runtime/api/testing.ts';
 import { connectTo, type NatsServer, NatsServerError, startNatsServer } from '../runtime/nats-server-launcher.ts';
-import { ManualClock } from '../runtime/testing.ts';
 import { CHECKPOINT_DEFAULTS, type CheckpointConfig, updateStateRun, withDir } from './checkpoint.ts';
 import { loadBatch, type Pair, updateBatch } from './state.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';

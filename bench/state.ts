@@ -8,8 +8,8 @@
  * start and before the first batch, then after loading the keys (input batches
  * released), divided by the number of keys.
  */
-import { StreamingContext } from '../runtime/index.ts';
-import { ManualClock } from '../runtime/testing.ts';
+import { StreamingContext } from '../runtime/api/index.ts';
+import { ManualClock } from '../runtime/api/testing.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';
 import { heapUsedAfterGc, median, progress, quietLogger, runOneBatch, settle } from './util.ts';
 

@@ -3,7 +3,7 @@
  * logger for the contexts, and a forced garbage collection.
  */
 import { pino } from 'pino';
-import type { Logger, StreamingContext } from '../runtime/index.ts';
+import type { Logger, StreamingContext } from '../runtime/api/index.ts';
 
 /** A logger for bench contexts: errors only (the in-memory-state warning is expected here). */
 export const quietLogger: Logger = pino({ name: 'bench', level: 'error' }, pino.destination(2));

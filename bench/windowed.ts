@@ -7,8 +7,8 @@
  * commit out, is shown too), taken only from batches after the window filled (after
  * batch 30 for the 30-batch window).
  */
-import { StreamingContext } from '../runtime/index.ts';
-import { ManualClock } from '../runtime/testing.ts';
+import { StreamingContext } from '../runtime/api/index.ts';
+import { ManualClock } from '../runtime/api/testing.ts';
 import { ms, type Row, ratio, targetRow } from './table.ts';
 import { fullGc, median, progress, quietLogger, runOneBatch, settle } from './util.ts';
 

@@ -5,8 +5,8 @@
  * per batch) and RxJS (from(lines) -> mergeMap split -> map -> reduce into a Map).
  */
 import { from, map, mergeMap, reduce } from 'rxjs';
-import { StreamingContext, textLine } from '../runtime/index.ts';
-import { ManualClock } from '../runtime/testing.ts';
+import { StreamingContext, textLine } from '../runtime/api/index.ts';
+import { ManualClock } from '../runtime/api/testing.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';
 import { fullGc, median, progress, quietLogger, settle, timeMs } from './util.ts';
 

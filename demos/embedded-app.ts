@@ -10,7 +10,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Receiver, StreamingContext, seconds, startActorSystem } from '../runtime/index.ts';
+import { Receiver, StreamingContext, seconds, startActorSystem } from '../runtime/api/index.ts';
 
 /** Lines posted over HTTP, handed to the stream. */
 class PostedLines extends Receiver<string> {

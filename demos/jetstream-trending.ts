@@ -10,7 +10,7 @@
  * JSON `{ time, top: [[tag, count], ...] }` on the output subject (which a stream
  * must capture).
  */
-import { defineApp, StreamingContext, seconds } from '../runtime/index.ts';
+import { defineApp, StreamingContext, seconds } from '../runtime/api/index.ts';
 
 /** The app's graph. */
 export function buildTrending(url: string, stream: string, output: string, topN = 10): StreamingContext {

@@ -8,7 +8,7 @@
  * Kill it with `kill -9`, start it again with the same arguments: the totals carry on
  * from the last checkpoint and nothing the receiver accepted is lost.
  */
-import { defineApp, StreamingContext, seconds } from '../runtime/index.ts';
+import { defineApp, StreamingContext, seconds } from '../runtime/api/index.ts';
 
 type Pair = [string, number];
 

@@ -10,7 +10,7 @@
  *   npx tributary run demos/word-count.ts [--forever] [--resume] [<ratePerSecond>]
  */
 import { rmSync } from 'node:fs';
-import { defineApp, StreamingContext, seconds } from '../runtime/index.ts';
+import { defineApp, StreamingContext, seconds } from '../runtime/api/index.ts';
 
 const CHECKPOINT_DIR = '.tributary/word-count';
 

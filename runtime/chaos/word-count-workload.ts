@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import { textLine } from '../../actors/receivers/text-generator.ts';
 import { writeFileDurably } from '../../journal/durable-fs.ts';
-import { StreamingContext } from '../streaming-context.ts';
+import { StreamingContext } from '../api/streaming-context.ts';
 import { decodeInputLine } from './bad-input.ts';
 
 /** Word counts per message of the JetStream results (each message: `[batchTime, [[word, count], ...]]`). */

@@ -10,7 +10,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { defineApp, StreamingContext } from '../../runtime/index.ts';
+import { defineApp, StreamingContext } from '../../runtime/api/index.ts';
 
 export const BATCH_MS = 100;
 export const RATE = 200;

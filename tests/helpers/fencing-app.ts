@@ -2,9 +2,10 @@
  * The app two drivers fight over in the fencing tests: the same graph in the test
  * process and in the child process, so that only the writer lock can refuse one.
  */
+
+import { StreamingContext } from '../../runtime/api/streaming-context.ts';
 import type { Clock } from '../../runtime/base/clock.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import { StreamingContext } from '../../runtime/streaming-context.ts';
 
 /** A small stateful app on `dir` (empty queue batches; a running count of them). */
 export function fencingApp(dir: string, clock: Clock, logger: Logger): StreamingContext {

@@ -6,7 +6,7 @@
 import { DeliverPolicy, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import anyTest, { type TestFn } from 'ava';
-import type { StreamingContext } from '../../runtime/index.ts';
+import type { StreamingContext } from '../../runtime/api/index.ts';
 import { TempDirs } from './checkpoint-kit.ts';
 import { connectTo, type NatsServer, startNatsServer } from './nats-server.ts';
 

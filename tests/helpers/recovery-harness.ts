@@ -11,11 +11,11 @@ import * as path from 'node:path';
 import { pino } from 'pino';
 import { decodeValue, scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
+import type { DStream } from '../../runtime/api/index.ts';
+import { StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import { seededRandom } from '../../runtime/chaos/rng.ts';
-import type { DStream } from '../../runtime/index.ts';
-import { StreamingContext } from '../../runtime/index.ts';
 import { isNatsUrl } from '../../runtime/nats/nats-connection.ts';
-import { ManualClock } from '../../runtime/testing.ts';
 import { readJetStreamJournal } from './jetstream-journal-kit.ts';
 import { compareValues } from './run-operation.ts';
 

@@ -5,9 +5,9 @@
  * as Spark's does: input batches, the operation, the expected output batches.
  */
 import { pino } from 'pino';
-import type { DStream } from '../../runtime/index.ts';
-import { StreamingContext } from '../../runtime/index.ts';
-import { type CollectedBatch, collectBatches, ManualClock } from '../../runtime/testing.ts';
+import type { DStream } from '../../runtime/api/index.ts';
+import { StreamingContext } from '../../runtime/api/index.ts';
+import { type CollectedBatch, collectBatches, ManualClock } from '../../runtime/api/testing.ts';
 
 /** Options of {@link runOperation}. */
 export interface RunOptions {

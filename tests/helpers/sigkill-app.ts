@@ -12,8 +12,8 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { pino } from 'pino';
-import { StreamingContext } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
+import { StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import { sigkillInput, WINDOW_MS } from './sigkill-input.ts';
 
 const [dir, batchesArg] = process.argv.slice(2);

@@ -1,9 +1,9 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
+import { StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import { StreamingContext } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
 import {
   capturedLogger,
   flipByte,

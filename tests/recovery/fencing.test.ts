@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type TestFn } from 'ava';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import { SystemClock } from '../../runtime/base/clock.ts';
-import { ManualClock } from '../../runtime/testing.ts';
 import { deferred, framesOf, quiet, segmentFiles, TempDirs } from '../helpers/checkpoint-kit.ts';
 import { fencingApp } from '../helpers/fencing-app.ts';
 

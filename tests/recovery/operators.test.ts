@@ -10,8 +10,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { pino } from 'pino';
-import { type DStream, type State, StreamingContext } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
+import { type DStream, type State, StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import {
   type AppBuilder,
   BATCH_MS,

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import anyTest, { type TestFn } from 'ava';
 import fc from 'fast-check';
-import type { DStream } from '../../runtime/index.ts';
+import type { DStream } from '../../runtime/api/index.ts';
 import { type AppBuilder, differences, type Interruption, runInterrupted, runUninterrupted, tempDir } from '../helpers/recovery-harness.ts';
 
 interface Ctx {

@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
 import { pino } from 'pino';
-import { StreamingContext } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
+import { StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 
 const quiet = pino({ level: 'silent' });
 const input = Array.from({ length: 30 }, (_, i) => [`a b${i % 3}`, `c${i % 5} a`]);

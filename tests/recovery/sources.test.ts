@@ -2,8 +2,8 @@ import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
-import { Receiver, StreamingContext } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
+import { Receiver, StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import { deferred, framesOf, quiet, segmentFiles, TempDirs } from '../helpers/checkpoint-kit.ts';
 
 interface Ctx {

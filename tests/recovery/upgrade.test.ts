@@ -1,6 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
-import { StreamingContext } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
+import { StreamingContext } from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import { quiet, TempDirs } from '../helpers/checkpoint-kit.ts';
 
 interface Ctx {

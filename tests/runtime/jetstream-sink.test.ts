@@ -1,6 +1,12 @@
 import { decodeValue } from '../../journal/codec.ts';
-import { BatchFailedError, InvalidConfigError, InvalidGraphError, StreamingContext, type ToJetStreamOptions } from '../../runtime/index.ts';
-import { ManualClock } from '../../runtime/testing.ts';
+import {
+  BatchFailedError,
+  InvalidConfigError,
+  InvalidGraphError,
+  StreamingContext,
+  type ToJetStreamOptions,
+} from '../../runtime/api/index.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
 import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
 import { addStream, Collector, type NatsSuite, natsSuite, readStream, type Stored, text, uniq } from '../helpers/nats-kit.ts';
 

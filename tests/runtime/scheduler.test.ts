@@ -3,12 +3,12 @@ import { pino } from 'pino';
 import { type BatchInfo, Driver } from '../../actors/driver.ts';
 import type { Reply, StateMessage } from '../../actors/messages.ts';
 import { ask, startActorSystem, stopActor } from '../../actors/system.ts';
+import { BatchFailedError, type DStream, StreamingContext, type StreamingContextConfig } from '../../runtime/api/index.ts';
+import { collectBatches, ManualClock } from '../../runtime/api/testing.ts';
 import type { GraphNode } from '../../runtime/graph/graph.ts';
 import type { OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 import { partitionOf } from '../../runtime/graph/partitioner.ts';
 import { compilePlan } from '../../runtime/graph/plan.ts';
-import { BatchFailedError, type DStream, StreamingContext, type StreamingContextConfig } from '../../runtime/index.ts';
-import { collectBatches, ManualClock } from '../../runtime/testing.ts';
 
 const silent = pino({ level: 'silent' });
 

@@ -9,8 +9,8 @@ import {
   type StreamingContextConfig,
   SystemClock,
   TributaryError,
-} from '../../runtime/index.ts';
-import { collectBatches, ManualClock } from '../../runtime/testing.ts';
+} from '../../runtime/api/index.ts';
+import { collectBatches, ManualClock } from '../../runtime/api/testing.ts';
 
 const silent = pino({ level: 'silent' });
 

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { InvalidConfigError, StreamingContext, textLine } from '../../../runtime/index.ts';
-import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/testing.ts';
+import { InvalidConfigError, StreamingContext, textLine } from '../../../runtime/api/index.ts';
+import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 interface RunOptions {
   readonly seed?: number;

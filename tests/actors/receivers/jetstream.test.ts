@@ -1,7 +1,7 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { JournalEvent } from '../../../journal/events.ts';
-import { InvalidConfigError, type JetStreamStreamOptions, StreamingContext } from '../../../runtime/index.ts';
-import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/testing.ts';
+import { InvalidConfigError, type JetStreamStreamOptions, StreamingContext } from '../../../runtime/api/index.ts';
+import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 import { deferred, quiet } from '../../helpers/checkpoint-kit.ts';
 import { addStream, bytes, Collector, type NatsSuite, natsSuite, publishAll, readStream, uniq, Watch } from '../../helpers/nats-kit.ts';
 import { readJournal } from '../../helpers/recovery-harness.ts';

@@ -1,7 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
-import { InvalidConfigError, Receiver, SourceFailedError, StreamingContext } from '../../../runtime/index.ts';
-import { collectBatches, ManualClock } from '../../../runtime/testing.ts';
+import { InvalidConfigError, Receiver, SourceFailedError, StreamingContext } from '../../../runtime/api/index.ts';
+import { collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 const test = anyTest as TestFn<unknown>;
 

@@ -2,8 +2,8 @@ import * as net from 'node:net';
 import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
 import { LineSplitter } from '../../../actors/receivers/socket.ts';
-import { InvalidConfigError, type SocketTextStreamOptions, StreamingContext } from '../../../runtime/index.ts';
-import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/testing.ts';
+import { InvalidConfigError, type SocketTextStreamOptions, StreamingContext } from '../../../runtime/api/index.ts';
+import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 /** A line server on 127.0.0.1 that hands out its accepted connections in order. */
 class LineServer {

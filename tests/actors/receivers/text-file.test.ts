@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
 import { isPartialOrHidden } from '../../../actors/receivers/text-file.ts';
-import { SourceFailedError, StreamingContext } from '../../../runtime/index.ts';
-import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/testing.ts';
+import { SourceFailedError, StreamingContext } from '../../../runtime/api/index.ts';
+import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 interface Ctx {
   root: string;

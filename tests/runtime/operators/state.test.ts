@@ -4,7 +4,7 @@
  * state per batch. Spark compares those batches as sets; they are sorted here.
  */
 import test from 'ava';
-import type { DStream, MapWithStateFn, State } from '../../../runtime/index.ts';
+import type { DStream, MapWithStateFn, State } from '../../../runtime/api/index.ts';
 import { runOperation, runStreams } from '../../helpers/run-operation.ts';
 
 type Pair<K, V> = [K, V];

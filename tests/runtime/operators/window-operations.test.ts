@@ -5,7 +5,7 @@
  * compares these batches as sets; they are sorted here.
  */
 import test from 'ava';
-import type { DStream } from '../../../runtime/index.ts';
+import type { DStream } from '../../../runtime/api/index.ts';
 import { BATCH_MS, runOperation, runOperationBatches, sortedCopy } from '../../helpers/run-operation.ts';
 
 type Pair<K, V> = [K, V];

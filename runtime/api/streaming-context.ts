@@ -5,32 +5,32 @@
 
 import { promises as fs } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../actors/checkpointer.ts';
-import { type BatchInfo, Driver } from '../actors/driver.ts';
-import { type Reply, type StateMessage, unwrap } from '../actors/messages.ts';
-import { type GeneratorStreamOptions, generatorSource } from '../actors/receivers/generator.ts';
-import { type JetStreamStreamOptions, jetstreamSource } from '../actors/receivers/jetstream.ts';
-import { type NatsStreamOptions, natsSource } from '../actors/receivers/nats.ts';
-import { type QueueStreamOptions, queueSource } from '../actors/receivers/queue.ts';
-import { type Receiver, receiverSource } from '../actors/receivers/receiver.ts';
-import { type SocketTextStreamOptions, socketTextSource } from '../actors/receivers/socket.ts';
-import { type TextFileStreamOptions, textFileSource } from '../actors/receivers/text-file.ts';
-import { type OpenedCheckpoint, openCheckpoint } from '../actors/recovery.ts';
-import { type ActorRef, type ActorSystem, ask, spawnActor, startActorSystem, stopActor } from '../actors/system.ts';
-import type { Journal } from '../journal/journal.ts';
-import { type CancelTimer, type Clock, SystemClock } from './base/clock.ts';
-import { checkDuration } from './base/durations.ts';
-import { InvalidConfigError, InvalidStateError } from './base/errors.ts';
-import { createLogger, type Logger } from './base/logger.ts';
-import { ManualClock } from './base/manual-clock.ts';
+import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../../actors/checkpointer.ts';
+import { type BatchInfo, Driver } from '../../actors/driver.ts';
+import { type Reply, type StateMessage, unwrap } from '../../actors/messages.ts';
+import { type GeneratorStreamOptions, generatorSource } from '../../actors/receivers/generator.ts';
+import { type JetStreamStreamOptions, jetstreamSource } from '../../actors/receivers/jetstream.ts';
+import { type NatsStreamOptions, natsSource } from '../../actors/receivers/nats.ts';
+import { type QueueStreamOptions, queueSource } from '../../actors/receivers/queue.ts';
+import { type Receiver, receiverSource } from '../../actors/receivers/receiver.ts';
+import { type SocketTextStreamOptions, socketTextSource } from '../../actors/receivers/socket.ts';
+import { type TextFileStreamOptions, textFileSource } from '../../actors/receivers/text-file.ts';
+import { type OpenedCheckpoint, openCheckpoint } from '../../actors/recovery.ts';
+import { type ActorRef, type ActorSystem, ask, spawnActor, startActorSystem, stopActor } from '../../actors/system.ts';
+import type { Journal } from '../../journal/journal.ts';
+import { type CancelTimer, type Clock, SystemClock } from '../base/clock.ts';
+import { checkDuration } from '../base/durations.ts';
+import { InvalidConfigError, InvalidStateError } from '../base/errors.ts';
+import { createLogger, type Logger } from '../base/logger.ts';
+import { ManualClock } from '../base/manual-clock.ts';
+import { stableKeys } from '../graph/fingerprint.ts';
+import type { GraphNode } from '../graph/graph.ts';
+import { GraphBuilder } from '../graph/graph-builder.ts';
+import type { InputSource, OpenInput, SourceEnv } from '../graph/input-source.ts';
+import { partitionOf } from '../graph/partitioner.ts';
+import { compilePlan } from '../graph/plan.ts';
+import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from '../nats/nats-connection.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
-import { stableKeys } from './graph/fingerprint.ts';
-import type { GraphNode } from './graph/graph.ts';
-import { GraphBuilder } from './graph/graph-builder.ts';
-import type { InputSource, OpenInput, SourceEnv } from './graph/input-source.ts';
-import { partitionOf } from './graph/partitioner.ts';
-import { compilePlan } from './graph/plan.ts';
-import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from './nats/nats-connection.ts';
 
 /** How a context is configured. */
 export interface StreamingContextConfig {

@@ -7,8 +7,8 @@
  */
 import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { delayMs } from './base/clock.ts';
-import { type Encoder, encoderOf } from './nats/decoders.ts';
+import { delayMs } from '../base/clock.ts';
+import { type Encoder, encoderOf } from '../nats/decoders.ts';
 
 /** Options of toJetStream. */
 export interface ToJetStreamOptions<T> {

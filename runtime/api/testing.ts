@@ -2,6 +2,6 @@
  * The test kit (`import ... from 'tributary/testing'`).
  */
 
-export { ManualClock } from './base/manual-clock.ts';
+export { ManualClock } from '../base/manual-clock.ts';
 export type { CollectedBatch } from './collect-batches.ts';
 export { collectBatches } from './collect-batches.ts';

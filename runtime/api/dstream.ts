@@ -5,24 +5,33 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { concatAll } from './base/arrays.ts';
-import { checkDuration, checkMultiple } from './base/durations.ts';
-import { InvalidGraphError } from './base/errors.ts';
-import { formatPrint, formatRecord } from './base/format.ts';
-import type { GraphNode, NarrowOp, ShuffleSpec, StatefulSpec } from './graph/graph.ts';
-import type { GraphBuilder } from './graph/graph-builder.ts';
-import { type MapWithStateSpec, mapWithStateSpec } from './graph/operators/map-with-state.ts';
-import { checkArray, filterOp, flatMapOp, flatMapValuesOp, glomOp, mapOp, mapPartitionsOp, mapValuesOp } from './graph/operators/narrow.ts';
-import { reducedWindowSpec } from './graph/operators/reduced-window.ts';
+import { concatAll } from '../base/arrays.ts';
+import { checkDuration, checkMultiple } from '../base/durations.ts';
+import { InvalidGraphError } from '../base/errors.ts';
+import { formatPrint, formatRecord } from '../base/format.ts';
+import type { GraphNode, NarrowOp, ShuffleSpec, StatefulSpec } from '../graph/graph.ts';
+import type { GraphBuilder } from '../graph/graph-builder.ts';
+import { type MapWithStateSpec, mapWithStateSpec } from '../graph/operators/map-with-state.ts';
+import {
+  checkArray,
+  filterOp,
+  flatMapOp,
+  flatMapValuesOp,
+  glomOp,
+  mapOp,
+  mapPartitionsOp,
+  mapValuesOp,
+} from '../graph/operators/narrow.ts';
+import { reducedWindowSpec } from '../graph/operators/reduced-window.ts';
 import {
   aggregateShuffle,
   cogroupShuffle,
   combineByKeyShuffle,
   partitionByKeyShuffle,
   repartitionShuffle,
-} from './graph/operators/shuffle.ts';
-import { type UpdateFn, updateStateByKeySpec } from './graph/operators/update-state-by-key.ts';
-import { windowSpec } from './graph/operators/window.ts';
+} from '../graph/operators/shuffle.ts';
+import { type UpdateFn, updateStateByKeySpec } from '../graph/operators/update-state-by-key.ts';
+import { windowSpec } from '../graph/operators/window.ts';
 import { jetStreamSink, type ToJetStreamOptions } from './jetstream-sink.ts';
 
 /** Options of keyed operators. */
