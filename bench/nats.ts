@@ -1,6 +1,6 @@
 /**
  * Benchmark 5: Tributary on NATS JetStream, against a real nats-server started here
- * (runtime/nats-server-launcher.ts: loopback, free port, temporary store directory,
+ * (runtime/cli/nats-server-launcher.ts: loopback, free port, temporary store directory,
  * shut down at the end). Skipped, with one row saying why, when nats-server is missing.
  *
  *   a. checkpointing in JetStream vs in a directory vs off: the updateStateByKey
@@ -39,7 +39,7 @@ import { DeliverPolicy, type JetStreamManager, jetstream, jetstreamManager } fro
 import type { NatsConnection } from '@nats-io/transport-node';
 import { StreamingContext } from '../runtime/api/index.ts';
 import { ManualClock } from '../runtime/api/testing.ts';
-import { connectTo, type NatsServer, NatsServerError, startNatsServer } from '../runtime/nats-server-launcher.ts';
+import { connectTo, type NatsServer, NatsServerError, startNatsServer } from '../runtime/cli/nats-server-launcher.ts';
 import { CHECKPOINT_DEFAULTS, type CheckpointConfig, updateStateRun, withDir } from './checkpoint.ts';
 import { loadBatch, type Pair, updateBatch } from './state.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';

@@ -10,10 +10,10 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { badInputMessages, decodeInputLine, INPUT_LINE_BYTES_MAX, inputWordCounts } from '../../runtime/chaos/bad-input.ts';
-import { type ChaosOptions, type ChaosReport, chaosPassed, formatChaosReport, runChaos } from '../../runtime/chaos/runner.ts';
-import { verifyRun } from '../../runtime/chaos/verify.ts';
-import type { WorkloadOptions } from '../../runtime/chaos/word-count-workload.ts';
+import { badInputMessages, decodeInputLine, INPUT_LINE_BYTES_MAX, inputWordCounts } from '../../runtime/cli/chaos/bad-input.ts';
+import { type ChaosOptions, type ChaosReport, chaosPassed, formatChaosReport, runChaos } from '../../runtime/cli/chaos/runner.ts';
+import { verifyRun } from '../../runtime/cli/chaos/verify.ts';
+import type { WorkloadOptions } from '../../runtime/cli/chaos/word-count-workload.ts';
 
 interface Ctx {
   /** Work directories of kept or failed runs. */
@@ -263,7 +263,10 @@ test('bad input - the decoder refuses every malformed kind, oversize lines inclu
 
 /** Runs the CLI; resolves with its exit code and output. */
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli/cli.ts', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

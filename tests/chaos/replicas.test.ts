@@ -16,7 +16,7 @@ import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jets
 import type { NatsConnection } from '@nats-io/transport-node';
 import anyTest, { type TestFn } from 'ava';
 import { delayMs } from '../../runtime/base/clock.ts';
-import { compareReplicas, type ServerStreams, type StreamReplica, waitForReplicaAgreement } from '../../runtime/chaos/replicas.ts';
+import { compareReplicas, type ServerStreams, type StreamReplica, waitForReplicaAgreement } from '../../runtime/cli/chaos/replicas.ts';
 import { connectTo, type NatsCluster, startNatsCluster } from '../helpers/nats-server.ts';
 
 interface Ctx {

@@ -5,7 +5,7 @@
 # the pinned release below is built with Go once per machine and reused after; Debian's
 # package is only the last resort.
 #
-# Where the binary comes from, first match wins (runtime/nats-server-launcher.ts looks in
+# Where the binary comes from, first match wins (runtime/cli/nats-server-launcher.ts looks in
 # the same places, so the server this script names is the one the tests start):
 #   1. $TRIBUTARY_NATS_SERVER, when set;
 #   2. the pinned build in the cache folder this script owns;

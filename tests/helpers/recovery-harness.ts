@@ -14,7 +14,7 @@ import type { JournalEvent } from '../../journal/events.ts';
 import type { DStream } from '../../runtime/api/index.ts';
 import { StreamingContext } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
-import { seededRandom } from '../../runtime/chaos/rng.ts';
+import { seededRandom } from '../../runtime/cli/chaos/rng.ts';
 import { isNatsUrl } from '../../runtime/nats/nats-connection.ts';
 import { readJetStreamJournal } from './jetstream-journal-kit.ts';
 import { compareValues } from './run-operation.ts';

@@ -1,5 +1,5 @@
 /**
- * The `tributary run` command as a user runs it: `node --import tsx runtime/cli.ts
+ * The `tributary run` command as a user runs it: `node --import tsx runtime/cli/cli.ts
  * run tests/helpers/cli-app.ts <dir>`, with --duration, SIGTERM and --supervise.
  * The tests wait on the app's stdout lines and on exit events; every child has a
  * hard time limit and is killed in teardown.
@@ -45,7 +45,7 @@ interface CliRun {
 }
 
 function cli(t: ExecutionContext<Ctx>, args: string[]): CliRun {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli/cli.ts', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

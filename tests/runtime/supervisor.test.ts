@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
-import { supervise } from '../../runtime/supervisor.ts';
+import { supervise } from '../../runtime/cli/supervisor.ts';
 import { TempDirs } from '../helpers/checkpoint-kit.ts';
 
 interface Ctx {

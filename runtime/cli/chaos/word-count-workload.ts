@@ -6,9 +6,9 @@
  * must be, whatever was killed on the way.
  */
 import * as path from 'node:path';
-import { textLine } from '../../actors/receivers/text-generator.ts';
-import { writeFileDurably } from '../../journal/durable-fs.ts';
-import { StreamingContext } from '../api/streaming-context.ts';
+import { textLine } from '../../../actors/receivers/text-generator.ts';
+import { writeFileDurably } from '../../../journal/durable-fs.ts';
+import { StreamingContext } from '../../api/streaming-context.ts';
 import { decodeInputLine } from './bad-input.ts';
 
 /** Word counts per message of the JetStream results (each message: `[batchTime, [[word, count], ...]]`). */

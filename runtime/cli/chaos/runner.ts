@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { type JetStreamClient, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import cliProgress from 'cli-progress';
-import { holdMs } from '../base/clock.ts';
+import { holdMs } from '../../base/clock.ts';
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from '../nats-server-launcher.ts';
 import { badInputMessages, type InputMessage } from './bad-input.ts';
 import { waitForReplicaAgreement } from './replicas.ts';

@@ -8,7 +8,7 @@
  * differs after a bounded wait.
  */
 import * as http from 'node:http';
-import { holdMs, startStopwatch } from '../base/clock.ts';
+import { holdMs, startStopwatch } from '../../base/clock.ts';
 
 /** How long replicas may take to agree before a difference counts as a divergence. */
 const REPLICA_WAIT_MS_DEFAULT = 15_000;

@@ -8,7 +8,7 @@
  *
  *   node child.js <options as JSON>
  */
-import { StreamingContext } from '../api/streaming-context.ts';
+import { StreamingContext } from '../../api/streaming-context.ts';
 import { buildWordCountWorkload, seqAt, type WorkloadOptions } from './word-count-workload.ts';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as WorkloadOptions;

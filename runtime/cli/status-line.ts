@@ -2,7 +2,7 @@
  * The one-line live status of a running app: batch time, records, processing time
  * and scheduling delay of the last batch, and batches waiting.
  */
-import type { BatchInfo } from '../actors/driver.ts';
+import type { BatchInfo } from '../../actors/driver.ts';
 
 /**
  * Formats one status line.

@@ -8,9 +8,9 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import type { App } from './api/app.ts';
-import { delayMs } from './base/clock.ts';
-import { TributaryError } from './base/errors.ts';
+import type { App } from '../api/app.ts';
+import { delayMs } from '../base/clock.ts';
+import { TributaryError } from '../base/errors.ts';
 import { StatusLine } from './status-line.ts';
 import { supervise } from './supervisor.ts';
 

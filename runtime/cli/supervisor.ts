@@ -4,7 +4,7 @@
  * restart, and giving up after too many crashes within a window.
  */
 import { spawn } from 'node:child_process';
-import { holdMs } from './base/clock.ts';
+import { holdMs } from '../base/clock.ts';
 
 /** When to give up and how fast to retry. */
 export interface SuperviseOptions {
