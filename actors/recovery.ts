@@ -5,12 +5,12 @@
  * snapshot falls back to the previous checkpoint (a longer replay, nothing lost).
  */
 
-import { CorruptCheckpointError, IncompatibleCheckpointError } from '../journal/errors.ts';
 import type { JournalEvent } from '../journal/events.ts';
 import { FileJournal } from '../journal/file-journal.ts';
 import { JetStreamJournal } from '../journal/jetstream-journal.ts';
 import type { Journal, JournalContents } from '../journal/journal.ts';
 import { blockIdsOf, foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
+import { CorruptCheckpointError, IncompatibleCheckpointError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import { compareFingerprints, fingerprintOf } from '../runtime/graph/fingerprint.ts';
 import type { GraphNode, OutputOp, PartitionState } from '../runtime/graph/graph.ts';

@@ -6,10 +6,10 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
+import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import { decodeValue, encodeFrame, encodeValue, FRAME_HEADER_BYTES, scanFrames } from './codec.ts';
 import { fsyncDir } from './durable-fs.ts';
-import { CorruptCheckpointError } from './errors.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 import type { Journal, JournalContents } from './journal.ts';
 import { WriterLock } from './writer-lock.ts';

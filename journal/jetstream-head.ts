@@ -8,8 +8,9 @@
  * Its size is bounded by one app's configuration and its retained checkpoints'
  * snapshot references, never by the backlog of batches.
  */
+
+import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
-import { CorruptCheckpointError } from './errors.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 
 /** Version of the head record written by this code. */

@@ -36,11 +36,10 @@ import {
 import { type KV, Kvm } from '@nats-io/kv';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { delayMs } from '../runtime/base/clock.ts';
-import { TributaryError } from '../runtime/base/errors.ts';
+import { CorruptCheckpointError, FencedError, TributaryError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
 import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
-import { CorruptCheckpointError, FencedError } from './errors.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 import { decodeHead, encodeHead, factKey, type JournalHead } from './jetstream-head.ts';
 import type { Journal, JournalContents } from './journal.ts';

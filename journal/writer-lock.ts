@@ -6,8 +6,8 @@
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { FencedError } from '../runtime/base/errors.ts';
 import { writeFileDurably } from './durable-fs.ts';
-import { FencedError } from './errors.ts';
 
 interface LockRecord {
   pid: number;

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { scanFrames } from '../journal/codec.ts';
 import { fsyncDir } from '../journal/durable-fs.ts';
-import { CorruptCheckpointError } from '../journal/errors.ts';
+import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
 import type { SnapshotData } from './snapshot-data.ts';
 import type { SnapshotStore } from './snapshot-store.ts';

@@ -21,6 +21,9 @@ export { milliseconds, minutes, seconds } from '../base/durations.ts';
 export type { ErrorCode } from '../base/errors.ts';
 export {
   BatchFailedError,
+  CorruptCheckpointError,
+  FencedError,
+  IncompatibleCheckpointError,
   InvalidConfigError,
   InvalidDurationError,
   InvalidGraphError,
