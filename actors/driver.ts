@@ -7,11 +7,11 @@
  */
 
 import { concatAll } from '../runtime/base/arrays.ts';
+import { assertNever } from '../runtime/base/assert.ts';
 import type { Clock } from '../runtime/base/clock.ts';
 import { startStopwatch } from '../runtime/base/clock.ts';
 import { BatchFailedError, OperatorFailure } from '../runtime/base/errors.ts';
 import type { GraphNode, OutputOp, PartitionState, StepResult } from '../runtime/graph/graph.ts';
-import { assertNever } from '../runtime/graph/graph.ts';
 import type { Allocation, OpenInput } from '../runtime/graph/input-source.ts';
 import { isActive, type Plan } from '../runtime/graph/plan.ts';
 import type { SnapshotData } from '../snapshots/snapshot-data.ts';

@@ -4,9 +4,9 @@
  * holds the same plan).
  */
 
+import { assert, assertNever } from '../runtime/base/assert.ts';
 import { OperatorFailure } from '../runtime/base/errors.ts';
 import type { GraphNode } from '../runtime/graph/graph.ts';
-import { assertNever } from '../runtime/graph/graph.ts';
 import { runChain } from '../runtime/graph/operators/narrow.ts';
 import { blamingSink, type Plan } from '../runtime/graph/plan.ts';
 import { type Reply, replyOf, type StageMessage } from './messages.ts';
@@ -32,7 +32,7 @@ export function runStageTask(plan: Plan, msg: StageMessage): unknown {
       return out;
     }
     case 'stage.map': {
-      if (node.kind !== 'shuffle') throw new Error(`node ${node.name} is not a shuffle`);
+      assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
       const parent = node.parents[msg.parentIndex] as GraphNode;
       const chain = plan.feedOf(parent);
       const side = node.shuffle.mapSide(msg.parentIndex, msg.partition, node.partitions);
@@ -51,11 +51,11 @@ export function runStageTask(plan: Plan, msg: StageMessage): unknown {
       return side.finish();
     }
     case 'stage.reduce': {
-      if (node.kind !== 'shuffle') throw new Error(`node ${node.name} is not a shuffle`);
+      assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
       return node.shuffle.reduceSide(msg.itemsPerParent, msg.time);
     }
     case 'stage.whole': {
-      if (node.kind !== 'whole') throw new Error(`node ${node.name} is not a whole-batch operator`);
+      assert(node.kind === 'whole', `node ${node.name} is not a whole-batch operator`);
       return node.whole(msg.batches, msg.time);
     }
     default:

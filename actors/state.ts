@@ -3,8 +3,9 @@
  * logic does the work; the actor only moves messages to it and keeps the batch's
  * change pending until the driver commits or rolls it back.
  */
+
+import { assertNever } from '../runtime/base/assert.ts';
 import type { PartitionState } from '../runtime/graph/graph.ts';
-import { assertNever } from '../runtime/graph/graph.ts';
 import { type Reply, replyOf, type StateMessage } from './messages.ts';
 import { type ActorRef, type ActorSystem, dispatch, spawnActor } from './system.ts';
 

@@ -5,7 +5,7 @@
  * and idempotent.
  */
 
-import { assertNever } from '../runtime/graph/graph.ts';
+import { assertNever } from '../runtime/base/assert.ts';
 import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
 import type { JournalEvent } from './events.ts';
 

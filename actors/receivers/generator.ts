@@ -3,6 +3,7 @@
  * number, produced at a set rate. The allocation is a sequence range derived from
  * the batch time, so replay needs nothing stored but the range.
  */
+import { assert } from '../../runtime/base/assert.ts';
 import { checkDuration } from '../../runtime/base/durations.ts';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
@@ -47,7 +48,7 @@ export function generatorSource<T = string>(options: GeneratorStreamOptions<T>):
           return { type: 'sequence', from: seqAt(time - env.batchDurationMs), to: seqAt(time) };
         },
         async read(allocation: Allocation): Promise<T[]> {
-          if (allocation.type !== 'sequence') throw new Error(`generatorStream cannot read a ${allocation.type} allocation`);
+          assert(allocation.type === 'sequence', `generatorStream cannot read a ${allocation.type} allocation`);
           const out: T[] = new Array(Math.max(0, allocation.to - allocation.from));
           for (let seq = allocation.from; seq < allocation.to; seq++) out[seq - allocation.from] = make(seq, seed);
           return out;

@@ -6,6 +6,7 @@
  */
 
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { assert } from '../../runtime/base/assert.ts';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 import { type Decoder, decoderOf } from '../../runtime/nats/decoders.ts';
@@ -76,7 +77,7 @@ export function jetstreamSource<T>(options: JetStreamStreamOptions<T>): InputSou
           return { type: 'jetstream', stream, from, to };
         },
         async read(allocation: Allocation): Promise<T[]> {
-          if (allocation.type !== 'jetstream') throw new Error(`jetstreamStream cannot read a ${allocation.type} allocation`);
+          assert(allocation.type === 'jetstream', `jetstreamStream cannot read a ${allocation.type} allocation`);
           const { from, to } = allocation;
           const out: T[] = [];
           if (from >= to) return out;

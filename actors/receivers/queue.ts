@@ -3,7 +3,9 @@
  * The allocation records queue indexes, so a factory that recreates the same array
  * replays the same batches.
  */
+
 import { concatAll } from '../../runtime/base/arrays.ts';
+import { assert } from '../../runtime/base/assert.ts';
 import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 
 /** Options of queueStream. */
@@ -40,7 +42,7 @@ export function queueSource<T>(queue: readonly (readonly T[])[], options: QueueS
           return allocation;
         },
         async read(allocation: Allocation): Promise<T[]> {
-          if (allocation.type !== 'queue') throw new Error(`queueStream cannot read a ${allocation.type} allocation`);
+          assert(allocation.type === 'queue', `queueStream cannot read a ${allocation.type} allocation`);
           if (allocation.from === allocation.to) return [...(options.defaultBatch ?? [])];
           return concatAll(queue.slice(allocation.from, allocation.to));
         },

@@ -3,9 +3,9 @@
  * store until the driver allocates it to a batch.
  */
 import { randomBytes } from 'node:crypto';
+import { assert, assertNever } from '../../runtime/base/assert.ts';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import { assertNever } from '../../runtime/graph/graph.ts';
 import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/graph/input-source.ts';
 import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
 import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
@@ -196,7 +196,7 @@ export function receiverSource<T>(
           return { type: 'blocks', ids: ready.map((b) => b.id) };
         },
         async read(allocation) {
-          if (allocation.type !== 'blocks') throw new Error(`${env.name} cannot read a ${allocation.type} allocation`);
+          assert(allocation.type === 'blocks', `${env.name} cannot read a ${allocation.type} allocation`);
           const out: T[] = [];
           for (const id of allocation.ids) {
             const records = blocks.get(id);

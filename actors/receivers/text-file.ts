@@ -4,8 +4,10 @@
  * written (`_x`, `*.tmp`, `*._COPYING_`, `*.part`) are ignored until renamed, as in
  * Hadoop-style atomic moves. The allocation is the list of file names.
  */
+
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { assert } from '../../runtime/base/assert.ts';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
 import type { Allocation, InputRecovery, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
 
@@ -76,7 +78,7 @@ export function textFileSource(directory: string, options: TextFileStreamOptions
           return allocation;
         },
         async read(allocation: Allocation): Promise<string[]> {
-          if (allocation.type !== 'files') throw new Error(`textFileStream cannot read a ${allocation.type} allocation`);
+          assert(allocation.type === 'files', `textFileStream cannot read a ${allocation.type} allocation`);
           const lines: string[] = [];
           for (const name of allocation.names) {
             const file = path.join(dir, name);

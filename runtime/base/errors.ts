@@ -4,7 +4,7 @@
  * bottom floor so that every other one can raise them.
  *
  * Operating errors (bad configuration, a failed batch, a corrupt checkpoint) are
- * these classes; programmer errors inside the engine are assertions.
+ * these classes; programmer errors inside the engine are assertions (assert.ts).
  */
 
 /** Every stable error code the runtime raises. */

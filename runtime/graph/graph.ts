@@ -107,8 +107,3 @@ export interface OutputOp {
   readonly stream: GraphNode;
   run(records: unknown[], time: number): void | Promise<void>;
 }
-
-/** Throws unless a switch covered every case. */
-export function assertNever(value: never): never {
-  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
-}
