@@ -5,12 +5,12 @@
  * after every snapshot is stored (the commit point), then rolls the journal and
  * deletes what the retained checkpoints no longer need.
  */
-import type { FingerprintEntry, JournalEvent, SnapshotRef } from '../journal/events.ts';
+
+import type { JournalEvent, SnapshotRef } from '../journal/events.ts';
 import type { Journal } from '../journal/journal.ts';
 import { blockIdsOf } from '../journal/recovery-plan.ts';
 import type { Logger } from '../runtime/base/logger.ts';
-import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
-import type { SnapshotData } from '../snapshots/snapshot-data.ts';
+import type { Allocation, FingerprintEntry, ReceivedBlock, SnapshotData } from '../runtime/graph/wire.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 
 type Started = Extract<JournalEvent, { type: 'context.started' }>;

@@ -4,8 +4,7 @@
  */
 
 import type { StepResult } from '../runtime/graph/graph.ts';
-import type { ReceivedBlock } from '../runtime/graph/input-source.ts';
-import type { SnapshotData } from '../snapshots/snapshot-data.ts';
+import type { ReceivedBlock, SnapshotData } from '../runtime/graph/wire.ts';
 import type { ActorRef } from './system.ts';
 
 /** A reply: a value, or the error that prevented it. */

@@ -14,12 +14,12 @@ import { CorruptCheckpointError, IncompatibleCheckpointError } from '../runtime/
 import type { Logger } from '../runtime/base/logger.ts';
 import { compareFingerprints, fingerprintOf } from '../runtime/graph/fingerprint.ts';
 import type { GraphNode, OutputOp, PartitionState } from '../runtime/graph/graph.ts';
-import type { Allocation, InputRecovery } from '../runtime/graph/input-source.ts';
+import type { InputRecovery } from '../runtime/graph/input-source.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
+import type { Allocation, SnapshotData } from '../runtime/graph/wire.ts';
 import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from '../runtime/nats/nats-connection.ts';
 import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts';
-import type { SnapshotData } from '../snapshots/snapshot-data.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 import { Checkpointer, type CheckpointSettings } from './checkpointer.ts';
 import type { ReplayJob } from './driver.ts';

@@ -3,23 +3,10 @@
  * rebuild its state exactly. Wire records carry a version field `v`; every reader
  * validates shape before use.
  */
-import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
+import type { Allocation, FingerprintEntry, ReceivedBlock } from '../runtime/graph/wire.ts';
 
 /** Version of the journal record format written by this code. */
 export const JOURNAL_FORMAT_VERSION = 1;
-
-/** One node or output of the graph, as compared across restarts. */
-export interface FingerprintEntry {
-  /** Stable key: the uid, or operator and ancestry hashed. */
-  readonly key: string;
-  readonly operator: string;
-  readonly uid: string | null;
-  readonly slideMs: number;
-  readonly partitions: number;
-  readonly params: Readonly<Record<string, number | string | boolean>>;
-  /** Set when only operators with a uid consume this node (e.g. the group step of a uid'd updateStateByKey): it comes and goes with them. */
-  readonly ownedByUid?: boolean;
-}
 
 /** Where one state partition's snapshot is stored. */
 export interface SnapshotRef {

@@ -6,7 +6,7 @@
  */
 
 import { assertNever } from '../runtime/base/assert.ts';
-import type { Allocation, ReceivedBlock } from '../runtime/graph/input-source.ts';
+import type { Allocation, ReceivedBlock } from '../runtime/graph/wire.ts';
 import type { JournalEvent } from './events.ts';
 
 type Started = Extract<JournalEvent, { type: 'context.started' }>;

@@ -8,8 +8,8 @@ import * as path from 'node:path';
 import { scanFrames } from '../journal/codec.ts';
 import { fsyncDir } from '../journal/durable-fs.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
+import type { SnapshotData } from '../runtime/graph/wire.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
-import type { SnapshotData } from './snapshot-data.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 async function listDir(dir: string): Promise<string[]> {

@@ -11,9 +11,9 @@ import { scanFrames } from '../journal/codec.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
+import type { SnapshotData } from '../runtime/graph/wire.ts';
 import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
-import type { SnapshotData } from './snapshot-data.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 /** Attempts of one store operation across a restart or leader election (about 30 s with 5 s timeouts). */

@@ -6,7 +6,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { decodeValue, encodeFrame, encodeValue } from '../journal/codec.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
-import type { SnapshotData } from './snapshot-data.ts';
+import type { SnapshotData } from '../runtime/graph/wire.ts';
 
 /** Entries per chunk frame: ~10-20 ms of cbor-x work for string->number entries. */
 export const SNAPSHOT_CHUNK_ENTRIES = 20_000;

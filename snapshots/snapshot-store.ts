@@ -2,8 +2,9 @@
  * Where state snapshots are kept: the file store (embedded default) and, later,
  * a JetStream object store implement this.
  */
+
+import type { SnapshotData } from '../runtime/graph/wire.ts';
 import type { SnapshotKey } from './snapshot-codec.ts';
-import type { SnapshotData } from './snapshot-data.ts';
 
 /**
  * Stores and loads partition snapshots, checksummed and written atomically.

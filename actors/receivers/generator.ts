@@ -3,10 +3,12 @@
  * number, produced at a set rate. The allocation is a sequence range derived from
  * the batch time, so replay needs nothing stored but the range.
  */
+
 import { assert } from '../../runtime/base/assert.ts';
 import { checkDuration } from '../../runtime/base/durations.ts';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { Allocation } from '../../runtime/graph/wire.ts';
 import { textLine } from './text-generator.ts';
 
 /** Options of generatorStream. */

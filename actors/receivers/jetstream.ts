@@ -8,7 +8,8 @@
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { assert } from '../../runtime/base/assert.ts';
 import { InvalidConfigError } from '../../runtime/base/errors.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { Allocation } from '../../runtime/graph/wire.ts';
 import { type Decoder, decoderOf } from '../../runtime/nats/decoders.ts';
 import { publishDeadLetter } from './dead-letter.ts';
 

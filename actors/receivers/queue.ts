@@ -6,7 +6,8 @@
 
 import { concatAll } from '../../runtime/base/arrays.ts';
 import { assert } from '../../runtime/base/assert.ts';
-import type { Allocation, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { Allocation } from '../../runtime/graph/wire.ts';
 
 /** Options of queueStream. */
 export interface QueueStreamOptions<T> {

@@ -2,11 +2,13 @@
  * Custom receivers (Spark's Receiver API) and the actor that buffers what they
  * store until the driver allocates it to a batch.
  */
+
 import { randomBytes } from 'node:crypto';
 import { assert, assertNever } from '../../runtime/base/assert.ts';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import type { InputSource, OpenInput, ReceivedBlock, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { ReceivedBlock } from '../../runtime/graph/wire.ts';
 import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
 import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
 

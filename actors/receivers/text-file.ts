@@ -9,7 +9,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { assert } from '../../runtime/base/assert.ts';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
-import type { Allocation, InputRecovery, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { InputRecovery, InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { Allocation } from '../../runtime/graph/wire.ts';
 
 /** Options of textFileStream. */
 export interface TextFileStreamOptions {

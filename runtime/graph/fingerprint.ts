@@ -5,9 +5,10 @@
  * of its parents, hashed: it does not depend on creation order, so adding an
  * operator with a uid elsewhere leaves every other key unchanged.
  */
-import type { FingerprintEntry } from '../../journal/events.ts';
+
 import type { GraphNode, OutputOp } from './graph.ts';
 import { stableHash } from './partitioner.ts';
+import type { FingerprintEntry } from './wire.ts';
 
 /**
  * Keys for every node and output, in id order.

@@ -2,8 +2,9 @@
  * The operator graph: a pure description of what each DStream computes. The driver
  * compiles it into steps; nothing here runs user code or touches actors.
  */
-import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
+
 import type { InputSource } from './input-source.ts';
+import type { SnapshotData } from './wire.ts';
 
 /** Receives one record of a push chain. */
 export type Sink<T> = (record: T) => void;

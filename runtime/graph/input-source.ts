@@ -7,24 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ActorRef, ActorSystem } from '../../actors/system.ts';
 import type { Clock } from '../base/clock.ts';
 import type { Logger } from '../base/logger.ts';
-
-/**
- * What a batch's input was: enough to rebuild the batch exactly.
- * Queue indexes, generator sequence ranges, file names, or received blocks.
- */
-export type Allocation =
-  | { readonly type: 'queue'; readonly from: number; readonly to: number }
-  | { readonly type: 'sequence'; readonly from: number; readonly to: number }
-  // `ignored`: files present at a fresh start (not read), journaled with the first batch so a restart before any checkpoint still ignores them.
-  | { readonly type: 'files'; readonly names: readonly string[]; readonly ignored?: readonly string[] }
-  | { readonly type: 'blocks'; readonly ids: readonly string[] }
-  | { readonly type: 'jetstream'; readonly stream: string; readonly from: number; readonly to: number };
-
-/** Records a receiver accepted, cut into a block when a batch is allocated. */
-export interface ReceivedBlock {
-  readonly id: string;
-  readonly records: readonly unknown[];
-}
+import type { Allocation, ReceivedBlock } from './wire.ts';
 
 /** What a source may use while it runs. */
 export interface SourceEnv {

@@ -1,7 +1,7 @@
 import test from 'ava';
 import type { JournalEvent } from '../../journal/events.ts';
 import { foldJournal, pendingBlocks } from '../../journal/recovery-plan.ts';
-import type { ReceivedBlock } from '../../runtime/graph/input-source.ts';
+import type { ReceivedBlock } from '../../runtime/graph/wire.ts';
 
 function started(epoch: number): JournalEvent {
   return { v: 1, type: 'context.started', appName: 'wc', batchDurationMs: 1000, zeroTimeMs: 0, epoch, graph: [] };

@@ -1,9 +1,9 @@
 import test from 'ava';
 import { pino } from 'pino';
-import type { FingerprintEntry } from '../../journal/events.ts';
 import { StreamingContext } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
 import { compareFingerprints, fingerprintOf, stableKeys } from '../../runtime/graph/fingerprint.ts';
+import type { FingerprintEntry } from '../../runtime/graph/wire.ts';
 
 interface AppShape {
   /** Window length of the windowed counts. */

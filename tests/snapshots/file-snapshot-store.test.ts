@@ -4,9 +4,9 @@ import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { decodeValue, FRAME_HEADER_BYTES, scanFrames } from '../../journal/codec.ts';
+import type { SnapshotData } from '../../runtime/graph/wire.ts';
 import { FileSnapshotStore } from '../../snapshots/file-snapshot-store.ts';
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_CHUNK_ENTRIES, type SnapshotKey } from '../../snapshots/snapshot-codec.ts';
-import type { SnapshotData } from '../../snapshots/snapshot-data.ts';
 
 interface Ctx {
   root: string;

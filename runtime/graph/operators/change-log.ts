@@ -3,8 +3,9 @@
  * capture: what an incremental snapshot writes, so a checkpoint costs what the
  * touched keys cost rather than the whole state.
  */
-import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
+
 import { KeyMap } from '../partitioner.ts';
+import type { SnapshotData } from '../wire.ts';
 
 /**
  * Tracks changed and removed keys; `capture` turns them into snapshot data.

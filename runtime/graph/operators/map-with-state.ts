@@ -5,9 +5,10 @@
  * removed. Entries are re-inserted on every update, so idle keys sit at the front
  * of the map and timeouts are found without a scan of the state.
  */
-import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
+
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { partitionOf } from '../partitioner.ts';
+import type { SnapshotData } from '../wire.ts';
 import { ChangeLog, foldChain } from './change-log.ts';
 import { UndoableKeyMap } from './undoable-key-map.ts';
 

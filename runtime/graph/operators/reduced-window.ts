@@ -5,9 +5,10 @@
  * cost, whatever the window length. Keys whose value the optional filter rejects
  * are dropped; without a filter they stay at their zero value (Spark's behaviour).
  */
-import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
+
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap } from '../partitioner.ts';
+import type { SnapshotData } from '../wire.ts';
 import { ChangeLog, foldChain } from './change-log.ts';
 import { UndoableKeyMap } from './undoable-key-map.ts';
 

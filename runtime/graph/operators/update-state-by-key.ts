@@ -3,9 +3,10 @@
  * for every key in the state or in the batch (values `[]` when none); `undefined`
  * removes the key. The output is the whole state, every batch.
  */
-import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
+
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
+import type { SnapshotData } from '../wire.ts';
 import { ChangeLog, foldChain } from './change-log.ts';
 
 /** What `update` learns besides the values and the state. */

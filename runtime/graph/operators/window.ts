@@ -2,8 +2,9 @@
  * `window(w, s)`: the union of the parent's batches in `(t - w, t]`, emitted every
  * slide. The first windows are shorter, and windows keep firing after input stops.
  */
-import type { SnapshotData } from '../../../snapshots/snapshot-data.ts';
+
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
+import type { SnapshotData } from '../wire.ts';
 
 interface Held {
   time: number;
