@@ -1,28 +1,14 @@
 /**
- * Encoding of journal records and snapshot chunks: cbor-x payloads in frames of
- * `length (u32 LE) | crc32c (u32 LE) | payload`, validated before writing and
- * after reading.
+ * Encoding of journal records and snapshot chunks: cbor-x payloads (runtime/base/cbor.ts)
+ * in frames of `length (u32 LE) | crc32c (u32 LE) | payload`, validated before
+ * writing and after reading.
  */
 import { crc32c } from '@node-rs/crc32';
-import { Encoder } from 'cbor-x';
 
 /** Bytes of a frame header. */
 export const FRAME_HEADER_BYTES = 8;
 /** Largest payload accepted in one frame (guards against a corrupt length). */
 export const FRAME_PAYLOAD_BYTES_MAX = 256 * 1024 * 1024;
-
-// Records off: each frame must decode on its own, without shared structures.
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
-
-/** Encodes a value with cbor-x. */
-export function encodeValue(value: unknown): Uint8Array {
-  return encoder.encode(value);
-}
-
-/** Decodes a cbor-x payload. */
-export function decodeValue(bytes: Uint8Array): unknown {
-  return encoder.decode(bytes);
-}
 
 /**
  * One frame around `payload`.

@@ -3,12 +3,14 @@
  * A torn tail (crash mid-write) is cut back to the last whole frame with a warning;
  * a bad frame anywhere else is CORRUPT_CHECKPOINT naming the file and offset.
  */
+
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { crc32c } from '@node-rs/crc32';
+import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
-import { decodeValue, encodeFrame, encodeValue, FRAME_HEADER_BYTES, scanFrames } from './codec.ts';
+import { encodeFrame, FRAME_HEADER_BYTES, scanFrames } from './codec.ts';
 import { fsyncDir } from './durable-fs.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 import type { Journal, JournalContents } from './journal.ts';

@@ -9,8 +9,9 @@
  * snapshot references, never by the backlog of batches.
  */
 
+import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
-import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
+import { encodeFrame, scanFrames } from './codec.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 
 /** Version of the head record written by this code. */

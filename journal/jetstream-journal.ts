@@ -35,11 +35,12 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
+import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { CorruptCheckpointError, FencedError, TributaryError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
-import { decodeValue, encodeFrame, encodeValue, scanFrames } from './codec.ts';
+import { encodeFrame, scanFrames } from './codec.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
 import { decodeHead, encodeHead, factKey, type JournalHead } from './jetstream-head.ts';
 import type { Journal, JournalContents } from './journal.ts';

@@ -3,8 +3,10 @@
  * event loop between chunks instead of blocking it for a whole large state), and
  * an end frame that proves the file is complete.
  */
+
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { decodeValue, encodeFrame, encodeValue } from '../journal/codec.ts';
+import { encodeFrame } from '../journal/codec.ts';
+import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import type { SnapshotData } from '../runtime/graph/wire.ts';
 

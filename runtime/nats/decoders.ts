@@ -2,7 +2,7 @@
  * How message bytes become records (NATS sources) and records become bytes
  * (the JetStream sink).
  */
-import { decodeValue, encodeValue } from '../../journal/codec.ts';
+import { decodeValue, encodeValue } from '../base/cbor.ts';
 import { InvalidConfigError } from '../base/errors.ts';
 
 /** A named decoding, or a function of the bytes. */

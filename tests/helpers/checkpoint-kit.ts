@@ -3,12 +3,14 @@
  * lines a test can assert on, and a look inside checkpoint directories (journal
  * frames, snapshot files) to damage them on purpose.
  */
+
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pino } from 'pino';
-import { decodeValue, scanFrames } from '../../journal/codec.ts';
+import { scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
+import { decodeValue } from '../../runtime/base/cbor.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
 
 /** Temp directories made by one test file, removed together in `test.after.always`. */

@@ -4,13 +4,15 @@
  * and its head, read with plain stream-message and KV gets so that no journal
  * instance (and no fencing) is involved.
  */
+
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { decodeValue, scanFrames } from '../../journal/codec.ts';
+import { scanFrames } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
 import type { JournalHead } from '../../journal/jetstream-head.ts';
 import { decodeHead } from '../../journal/jetstream-head.ts';
 import { headEvents, journalNames } from '../../journal/jetstream-journal.ts';
+import { decodeValue } from '../../runtime/base/cbor.ts';
 import { connectTo } from './nats-server.ts';
 
 /** One message of a journal stream. */

@@ -1,6 +1,7 @@
 import { crc32c } from '@node-rs/crc32';
 import test from 'ava';
-import { decodeValue, encodeFrame, encodeValue, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, scanFrames } from '../../journal/codec.ts';
+import { encodeFrame, FRAME_HEADER_BYTES, FRAME_PAYLOAD_BYTES_MAX, scanFrames } from '../../journal/codec.ts';
+import { decodeValue, encodeValue } from '../../runtime/base/cbor.ts';
 
 const EVENTS = [
   { v: 1, type: 'batch.completed', time: 1000 },

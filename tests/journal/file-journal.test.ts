@@ -5,9 +5,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
-import { encodeFrame, encodeValue, FRAME_HEADER_BYTES } from '../../journal/codec.ts';
+import { encodeFrame, FRAME_HEADER_BYTES } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
 import { FileJournal } from '../../journal/file-journal.ts';
+import { encodeValue } from '../../runtime/base/cbor.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
 
 interface Ctx {

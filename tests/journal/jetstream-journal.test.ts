@@ -6,6 +6,7 @@
  * out an outage, and snapshots larger than max_payload. Every test uses its own app
  * name (its own stream, head and bucket).
  */
+
 import { readFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -13,10 +14,11 @@ import { Objm } from '@nats-io/obj';
 import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { pino } from 'pino';
-import { decodeValue, encodeFrame, encodeValue } from '../../journal/codec.ts';
+import { encodeFrame } from '../../journal/codec.ts';
 import type { JournalEvent } from '../../journal/events.ts';
 import { decodeJournalMessage, JetStreamJournal, journalNames } from '../../journal/jetstream-journal.ts';
 import { foldJournal } from '../../journal/recovery-plan.ts';
+import { decodeValue, encodeValue } from '../../runtime/base/cbor.ts';
 import type { SnapshotData } from '../../runtime/graph/wire.ts';
 import { JetStreamSnapshotStore } from '../../snapshots/jetstream-snapshot-store.ts';
 import type { SnapshotKey } from '../../snapshots/snapshot-codec.ts';

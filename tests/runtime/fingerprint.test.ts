@@ -69,7 +69,7 @@ test('fingerprint - the same app twice has identical keys and no differences', (
 });
 
 test('fingerprint - keys survive a round trip through the journal encoding', async (t) => {
-  const { decodeValue, encodeValue } = await import('../../journal/codec.ts');
+  const { decodeValue, encodeValue } = await import('../../runtime/base/cbor.ts');
   const a = build({ uidOnCounts: true });
   const back = decodeValue(encodeValue(a.fingerprint)) as FingerprintEntry[];
   t.deepEqual(compareFingerprints(back, build({ uidOnCounts: true }).fingerprint), []);

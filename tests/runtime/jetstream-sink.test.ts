@@ -1,4 +1,3 @@
-import { decodeValue } from '../../journal/codec.ts';
 import {
   BatchFailedError,
   InvalidConfigError,
@@ -7,6 +6,7 @@ import {
   type ToJetStreamOptions,
 } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
+import { decodeValue } from '../../runtime/base/cbor.ts';
 import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
 import { addStream, Collector, type NatsSuite, natsSuite, readStream, type Stored, text, uniq } from '../helpers/nats-kit.ts';
 

@@ -9,7 +9,7 @@
  * dead-lettered like any other undecodable message instead of blowing up a batch
  * (the limit keeps one record from dominating a batch's memory).
  */
-import { encodeValue } from '../../../journal/codec.ts';
+import { encodeValue } from '../../base/cbor.ts';
 import { seededRandom } from './rng.ts';
 
 /** What a message of the bad input is. */

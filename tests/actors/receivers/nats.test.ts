@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { encodeValue } from '../../../journal/codec.ts';
 import { InvalidConfigError, type NatsStreamOptions, StreamingContext } from '../../../runtime/api/index.ts';
 import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
+import { encodeValue } from '../../../runtime/base/cbor.ts';
 import { deferred, quiet } from '../../helpers/checkpoint-kit.ts';
 import { Collector, type NatsSuite, natsSuite, text, uniq, Watch } from '../../helpers/nats-kit.ts';
 
