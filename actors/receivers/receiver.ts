@@ -1,20 +1,18 @@
 /**
- * Custom receivers (Spark's Receiver API) and the actor that buffers what they
- * store until the driver allocates it to a batch.
+ * Custom receivers (Spark's Receiver API) and their input source: what a receiver
+ * stores waits in a buffer the engine runs (receiver-host.ts) until the driver
+ * allocates it to a batch.
  */
 
-import { randomBytes } from 'node:crypto';
-import { assert, assertNever } from '../../runtime/base/assert.ts';
+import { assert } from '../../runtime/base/assert.ts';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import type { InputSource, OpenInput, SourceEnv } from '../../runtime/graph/input-source.ts';
+import type { InputSource, OpenInput, ReceiverBuffer, SourceEnv } from '../../runtime/graph/input-source.ts';
 import type { ReceivedBlock } from '../../runtime/graph/wire.ts';
-import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
-import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
 
 /** What a running receiver is connected to. */
 interface ReceiverLink {
-  readonly ref: ActorRef<ReceiverMessage>;
+  readonly buffer: ReceiverBuffer;
   readonly env: SourceEnv;
 }
 
@@ -60,7 +58,7 @@ export abstract class Receiver<T> {
     const link = this.#link;
     if (link === undefined || this.#stopped || batch.length === 0) return;
     this.#buffered += batch.length;
-    dispatch(link.ref, { type: 'receiver.store', records: batch });
+    link.buffer.store(batch);
   }
 
   /** Records stored and not yet allocated to a batch (for backpressure). */
@@ -122,27 +120,9 @@ export abstract class Receiver<T> {
 }
 
 /**
- * An actor name for the stream `name`. nact accepts only URL-safe characters, and
- * stream names hold others (`receiverStream#1`, any `uid`), so each other UTF-16
- * unit becomes `$` and four hex digits; `$` is escaped too, keeping names distinct.
- */
-function actorName(name: string): string {
-  return `receiver-${name.replace(/[^A-Za-z0-9\-_.+!*'(),]/g, (c) => `$${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}`;
-}
-
-interface Buffer {
-  records: unknown[];
-  blocks: number;
-}
-
-let blockSeq = 0;
-// Not the pid alone: a restarted container reuses pid 1, and a pending block's id from before the crash must not recur.
-const processToken = `${process.pid}.${randomBytes(4).toString('hex')}`;
-
-/**
- * The input source of a receiver: an actor collects what it stores; each batch cuts
- * everything collected so far into a block, which is written ahead (journaled when
- * the app checkpoints) before the batch may use it.
+ * The input source of a receiver: the engine's buffer collects what it stores; each
+ * batch cuts everything collected so far into a block, which is written ahead
+ * (journaled when the app checkpoints) before the batch may use it.
  *
  * @example
  * receiverSource(new Ticks())
@@ -163,31 +143,14 @@ export function receiverSource<T>(
       used = true;
       const blocks = new Map<string, readonly unknown[]>(env.recovery?.blocks ?? []);
       let pending: ReceivedBlock[] = [...(env.recovery?.pending ?? [])];
-      const ref = spawnActor<Buffer, ReceiverMessage>(env.parent, actorName(env.name), { records: [], blocks: 0 }, (buf, msg) => {
-        switch (msg.type) {
-          case 'receiver.store':
-            for (const r of msg.records) buf.records.push(r);
-            env.received(msg.records.length);
-            return buf;
-          case 'receiver.cut': {
-            const records = buf.records;
-            const block = records.length === 0 ? null : { id: `${env.name}-${msg.time}-${processToken}-${++blockSeq}`, records };
-            dispatch(msg.replyTo, { ok: true, value: block });
-            receiver.drained(records.length);
-            return { records: [], blocks: buf.blocks + (block ? 1 : 0) };
-          }
-          default:
-            return assertNever(msg);
-        }
+      const buffer = env.receiverHost.openBuffer(env.name, {
+        received: (records) => env.received(records),
+        drained: (records) => receiver.drained(records),
       });
-      await receiver.attach({ ref, env });
+      await receiver.attach({ buffer, env });
       return {
         async allocate(time) {
-          const cut = await ask<ReceiverMessage, Reply<ReceivedBlock | null>>(
-            ref,
-            (replyTo) => ({ type: 'receiver.cut', replyTo, time }),
-            60_000,
-          ).then(unwrap);
+          const cut = await buffer.cut(time);
           const ready = pending;
           pending = [];
           if (cut !== null) {
@@ -211,13 +174,7 @@ export function receiverSource<T>(
         async close() {
           await receiver.detach();
           // Records accepted since the last batch would be lost on a graceful stop: written ahead as a pending block, the next start allocates them first.
-          const rest = await ask<ReceiverMessage, Reply<ReceivedBlock | null>>(
-            ref,
-            (replyTo) => ({ type: 'receiver.cut', replyTo, time: env.clock.now() }),
-            60_000,
-          )
-            .then(unwrap)
-            .catch(() => null);
+          const rest = await buffer.cut(env.clock.now()).catch(() => null);
           if (rest !== null) await env.writeBlock(rest).catch(() => {});
         },
       };

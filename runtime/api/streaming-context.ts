@@ -13,6 +13,7 @@ import { type JetStreamStreamOptions, jetstreamSource } from '../../actors/recei
 import { type NatsStreamOptions, natsSource } from '../../actors/receivers/nats.ts';
 import { type QueueStreamOptions, queueSource } from '../../actors/receivers/queue.ts';
 import { type Receiver, receiverSource } from '../../actors/receivers/receiver.ts';
+import { actorReceiverHost } from '../../actors/receivers/receiver-host.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../../actors/receivers/text-file.ts';
 import { type OpenedCheckpoint, openCheckpoint } from '../../actors/recovery.ts';
@@ -512,8 +513,7 @@ export class StreamingContext {
     const recovery = this.#opened?.inputs.get(node.id);
     return {
       ...(recovery ? { recovery } : {}),
-      system: this.#system as ActorSystem,
-      parent: this.#root as ActorRef<never>,
+      receiverHost: actorReceiverHost(this.#root as ActorRef<never>),
       clock: this.clock,
       logger: this.logger,
       name: node.name,

@@ -4,16 +4,14 @@
  * apart is what lets a later journal store the allocation and replay it.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { ActorRef, ActorSystem } from '../../actors/system.ts';
 import type { Clock } from '../base/clock.ts';
 import type { Logger } from '../base/logger.ts';
 import type { Allocation, ReceivedBlock } from './wire.ts';
 
 /** What a source may use while it runs. */
 export interface SourceEnv {
-  readonly system: ActorSystem;
-  /** The actor under which a source spawns its receiver. */
-  readonly parent: ActorRef<never>;
+  /** Where a custom receiver's records wait for a batch (only receiverSource uses it). */
+  readonly receiverHost: ReceiverHost;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly name: string;
@@ -31,6 +29,38 @@ export interface SourceEnv {
   nats(): Promise<NatsConnection>;
   /** Reports a record that could not be decoded and went to a dead-letter subject. */
   deadLetter(info: { readonly subject: string; readonly error: string }): void;
+}
+
+/**
+ * What the engine runs for a custom receiver: the buffer its records wait in until a
+ * batch cuts them into a block. Declared here so that the source contract names no
+ * actor types; actors/receivers/receiver-host.ts implements it with an actor under
+ * the context's root.
+ *
+ * @example
+ * const buffer = env.receiverHost.openBuffer(env.name, { received: env.received, drained: () => {} });
+ * buffer.store(['a', 'b']);
+ * const block = await buffer.cut(timeMs); // { id, records: ['a', 'b'] }
+ */
+export interface ReceiverHost {
+  /** Starts the buffer of the stream `name`; it stops with the context. */
+  openBuffer(name: string, hooks: ReceiverBufferHooks): ReceiverBuffer;
+}
+
+/** What a receiver's buffer reports, in the order it handles records. */
+export interface ReceiverBufferHooks {
+  /** `records` arrived in the buffer. */
+  received(records: number): void;
+  /** A cut took `records` out of the buffer. */
+  drained(records: number): void;
+}
+
+/** A receiver's buffer: records in, in order; blocks out. */
+export interface ReceiverBuffer {
+  /** Adds records without waiting. */
+  store(records: readonly unknown[]): void;
+  /** Cuts everything stored so far into a block named after `timeMs`, or null when nothing was stored. */
+  cut(timeMs: number): Promise<ReceivedBlock | null>;
 }
 
 /** A resuming input's journaled past. */
