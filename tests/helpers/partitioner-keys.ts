@@ -1,6 +1,6 @@
 /**
  * Keys whose hashes must be identical in every process: shared by
- * tests/runtime/partitioner.test.ts and the child process it spawns.
+ * tests/runtime/graph/partitioner.test.ts and the child process it spawns.
  */
 
 /** Keys of every kind a DStream may be keyed by. */

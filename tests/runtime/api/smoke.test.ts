@@ -1,6 +1,6 @@
 import test from 'ava';
-import { StreamingContext } from '../../runtime/api/index.ts';
-import { collectBatches, ManualClock } from '../../runtime/api/testing.ts';
+import { StreamingContext } from '../../../runtime/api/index.ts';
+import { collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 test('smoke - word count over two batches', async (t) => {
   const ssc = new StreamingContext({ appName: 'wc', batchDuration: 1000, partitions: 2, clock: new ManualClock() });

@@ -5,8 +5,8 @@
  * compares these batches as sets; they are sorted here.
  */
 import test from 'ava';
-import type { DStream } from '../../../runtime/api/index.ts';
-import { BATCH_MS, runOperation, runOperationBatches, sortedCopy } from '../../helpers/run-operation.ts';
+import type { DStream } from '../../../../runtime/api/index.ts';
+import { BATCH_MS, runOperation, runOperationBatches, sortedCopy } from '../../../helpers/run-operation.ts';
 
 type Pair<K, V> = [K, V];
 type Counts = Pair<string, number>[];

@@ -4,13 +4,18 @@
  * state actors and the driver do.
  */
 import test from 'ava';
-import type { PartitionState, StatefulSpec } from '../../../runtime/graph/graph.ts';
-import { type MapWithStateSpec, type MapWithStateState, mapWithStateSpec, State } from '../../../runtime/graph/operators/map-with-state.ts';
-import { ReducedWindowState, reducedWindowSpec } from '../../../runtime/graph/operators/reduced-window.ts';
-import { UpdateStateByKeyState, updateStateByKeySpec } from '../../../runtime/graph/operators/update-state-by-key.ts';
-import { WindowState, windowSpec } from '../../../runtime/graph/operators/window.ts';
-import { KeyMap, partitionOf } from '../../../runtime/graph/partitioner.ts';
-import { compareValues, sortedCopy } from '../../helpers/run-operation.ts';
+import type { PartitionState, StatefulSpec } from '../../../../runtime/graph/graph.ts';
+import {
+  type MapWithStateSpec,
+  type MapWithStateState,
+  mapWithStateSpec,
+  State,
+} from '../../../../runtime/graph/operators/map-with-state.ts';
+import { ReducedWindowState, reducedWindowSpec } from '../../../../runtime/graph/operators/reduced-window.ts';
+import { UpdateStateByKeyState, updateStateByKeySpec } from '../../../../runtime/graph/operators/update-state-by-key.ts';
+import { WindowState, windowSpec } from '../../../../runtime/graph/operators/window.ts';
+import { KeyMap, partitionOf } from '../../../../runtime/graph/partitioner.ts';
+import { compareValues, sortedCopy } from '../../../helpers/run-operation.ts';
 
 type Pair<K, V> = [K, V];
 

@@ -1,9 +1,9 @@
 import test from 'ava';
 import { pino } from 'pino';
-import { StreamingContext } from '../../runtime/api/index.ts';
-import { ManualClock } from '../../runtime/api/testing.ts';
-import { compareFingerprints, fingerprintOf, stableKeys } from '../../runtime/graph/fingerprint.ts';
-import type { FingerprintEntry } from '../../runtime/graph/wire.ts';
+import { StreamingContext } from '../../../runtime/api/index.ts';
+import { ManualClock } from '../../../runtime/api/testing.ts';
+import { compareFingerprints, fingerprintOf, stableKeys } from '../../../runtime/graph/fingerprint.ts';
+import type { FingerprintEntry } from '../../../runtime/graph/wire.ts';
 
 interface AppShape {
   /** Window length of the windowed counts. */
@@ -69,7 +69,7 @@ test('fingerprint - the same app twice has identical keys and no differences', (
 });
 
 test('fingerprint - keys survive a round trip through the journal encoding', async (t) => {
-  const { decodeValue, encodeValue } = await import('../../runtime/base/cbor.ts');
+  const { decodeValue, encodeValue } = await import('../../../runtime/base/cbor.ts');
   const a = build({ uidOnCounts: true });
   const back = decodeValue(encodeValue(a.fingerprint)) as FingerprintEntry[];
   t.deepEqual(compareFingerprints(back, build({ uidOnCounts: true }).fingerprint), []);

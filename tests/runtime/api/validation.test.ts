@@ -9,8 +9,8 @@ import {
   type StreamingContextConfig,
   SystemClock,
   TributaryError,
-} from '../../runtime/api/index.ts';
-import { collectBatches, ManualClock } from '../../runtime/api/testing.ts';
+} from '../../../runtime/api/index.ts';
+import { collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 const silent = pino({ level: 'silent' });
 

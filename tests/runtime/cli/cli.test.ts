@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import type { JournalEvent } from '../../journal/events.ts';
-import { framesOf, segmentFiles, TempDirs } from '../helpers/checkpoint-kit.ts';
-import { RATE, WORDS_PER_LINE } from '../helpers/cli-app.ts';
+import type { JournalEvent } from '../../../journal/events.ts';
+import { framesOf, segmentFiles, TempDirs } from '../../helpers/checkpoint-kit.ts';
+import { RATE, WORDS_PER_LINE } from '../../helpers/cli-app.ts';
 
 interface Ctx {
   dirs: TempDirs;
@@ -20,7 +20,7 @@ interface Ctx {
 
 const test = anyTest as TestFn<Ctx>;
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const APP = 'tests/helpers/cli-app.ts';
 /** Hard limit on one CLI process. */
 const CHILD_TIMEOUT_MS = 30_000;

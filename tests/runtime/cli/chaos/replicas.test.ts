@@ -15,9 +15,14 @@ import * as path from 'node:path';
 import { type JetStreamClient, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import anyTest, { type TestFn } from 'ava';
-import { delayMs } from '../../runtime/base/clock.ts';
-import { compareReplicas, type ServerStreams, type StreamReplica, waitForReplicaAgreement } from '../../runtime/cli/chaos/replicas.ts';
-import { connectTo, type NatsCluster, startNatsCluster } from '../helpers/nats-server.ts';
+import { delayMs } from '../../../../runtime/base/clock.ts';
+import {
+  compareReplicas,
+  type ServerStreams,
+  type StreamReplica,
+  waitForReplicaAgreement,
+} from '../../../../runtime/cli/chaos/replicas.ts';
+import { connectTo, type NatsCluster, startNatsCluster } from '../../../helpers/nats-server.ts';
 
 interface Ctx {
   cluster: NatsCluster;

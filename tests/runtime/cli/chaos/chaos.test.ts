@@ -10,10 +10,10 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { badInputMessages, decodeInputLine, INPUT_LINE_BYTES_MAX, inputWordCounts } from '../../runtime/cli/chaos/bad-input.ts';
-import { type ChaosOptions, type ChaosReport, chaosPassed, formatChaosReport, runChaos } from '../../runtime/cli/chaos/runner.ts';
-import { verifyRun } from '../../runtime/cli/chaos/verify.ts';
-import type { WorkloadOptions } from '../../runtime/cli/chaos/word-count-workload.ts';
+import { badInputMessages, decodeInputLine, INPUT_LINE_BYTES_MAX, inputWordCounts } from '../../../../runtime/cli/chaos/bad-input.ts';
+import { type ChaosOptions, type ChaosReport, chaosPassed, formatChaosReport, runChaos } from '../../../../runtime/cli/chaos/runner.ts';
+import { verifyRun } from '../../../../runtime/cli/chaos/verify.ts';
+import type { WorkloadOptions } from '../../../../runtime/cli/chaos/word-count-workload.ts';
 
 interface Ctx {
   /** Work directories of kept or failed runs. */
@@ -22,7 +22,7 @@ interface Ctx {
 
 const test = anyTest as TestFn<Ctx>;
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 
 test.before((t) => {
   t.context = { dirs: [] };

@@ -1,15 +1,15 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { TimeoutError } from '@nats-io/transport-node';
 import anyTest, { type TestFn } from 'ava';
-import { InvalidConfigError } from '../../runtime/base/errors.ts';
+import { InvalidConfigError } from '../../../runtime/base/errors.ts';
 import {
   assertServerSupportsReplicas,
   checkNatsServerFor,
   connectNats,
   parseNatsUrl,
   parseServerVersion,
-} from '../../runtime/nats/nats-connection.ts';
-import { type NatsServer, startNatsServer } from '../helpers/nats-server.ts';
+} from '../../../runtime/nats/nats-connection.ts';
+import { type NatsServer, startNatsServer } from '../../helpers/nats-server.ts';
 
 interface Ctx {
   server: NatsServer;

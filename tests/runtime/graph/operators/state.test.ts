@@ -4,8 +4,8 @@
  * state per batch. Spark compares those batches as sets; they are sorted here.
  */
 import test from 'ava';
-import type { DStream, MapWithStateFn, State } from '../../../runtime/api/index.ts';
-import { runOperation, runStreams } from '../../helpers/run-operation.ts';
+import type { DStream, MapWithStateFn, State } from '../../../../runtime/api/index.ts';
+import { runOperation, runStreams } from '../../../helpers/run-operation.ts';
 
 type Pair<K, V> = [K, V];
 

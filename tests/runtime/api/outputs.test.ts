@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
-import { BatchFailedError, InvalidGraphError, StreamingContext } from '../../runtime/api/index.ts';
-import { collectBatches, ManualClock } from '../../runtime/api/testing.ts';
+import { BatchFailedError, InvalidGraphError, StreamingContext } from '../../../runtime/api/index.ts';
+import { collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
 interface Ctx {
   root: string;

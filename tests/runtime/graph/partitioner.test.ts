@@ -3,10 +3,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { canonicalKey, KeyMap, partitionOf, stableHash } from '../../runtime/graph/partitioner.ts';
-import { KEYS, reordered } from '../helpers/partitioner-keys.ts';
+import { canonicalKey, KeyMap, partitionOf, stableHash } from '../../../runtime/graph/partitioner.ts';
+import { KEYS, reordered } from '../../helpers/partitioner-keys.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const PARTITION_COUNTS = [1, 2, 3, 7, 16, 1024];
 
 interface Placement {

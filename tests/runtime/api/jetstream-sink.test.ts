@@ -4,11 +4,11 @@ import {
   InvalidGraphError,
   StreamingContext,
   type ToJetStreamOptions,
-} from '../../runtime/api/index.ts';
-import { ManualClock } from '../../runtime/api/testing.ts';
-import { decodeValue } from '../../runtime/base/cbor.ts';
-import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
-import { addStream, Collector, type NatsSuite, natsSuite, readStream, type Stored, text, uniq } from '../helpers/nats-kit.ts';
+} from '../../../runtime/api/index.ts';
+import { ManualClock } from '../../../runtime/api/testing.ts';
+import { decodeValue } from '../../../runtime/base/cbor.ts';
+import { deferred, quiet } from '../../helpers/checkpoint-kit.ts';
+import { addStream, Collector, type NatsSuite, natsSuite, readStream, type Stored, text, uniq } from '../../helpers/nats-kit.ts';
 
 const test = natsSuite();
 

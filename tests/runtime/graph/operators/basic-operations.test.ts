@@ -5,8 +5,8 @@
  * Inputs are split into 2 partitions, as Spark's `numInputPartitions`.
  */
 import test from 'ava';
-import type { DStream } from '../../../runtime/api/index.ts';
-import { runOperation, runOperation2, runOperationBatches, sortedCopy } from '../../helpers/run-operation.ts';
+import type { DStream } from '../../../../runtime/api/index.ts';
+import { runOperation, runOperation2, runOperationBatches, sortedCopy } from '../../../helpers/run-operation.ts';
 
 type Pair<K, V> = [K, V];
 

@@ -9,8 +9,8 @@ import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import anyTest, { type TestFn } from 'ava';
-import { supervise } from '../../runtime/cli/supervisor.ts';
-import { TempDirs } from '../helpers/checkpoint-kit.ts';
+import { supervise } from '../../../runtime/cli/supervisor.ts';
+import { TempDirs } from '../../helpers/checkpoint-kit.ts';
 
 interface Ctx {
   dirs: TempDirs;
