@@ -88,7 +88,7 @@ function uniqueApp(tag: string): string {
   return `bench-nats-${tag}-${process.pid}-${++appSeq}`;
 }
 
-/** Deletes the journal stream and snapshot bucket of `appName` (runtime/journal/jetstream-journal.ts, snapshots/). */
+/** Deletes the journal stream and snapshot bucket of `appName` (journal/jetstream-journal.ts, snapshots/). */
 async function deleteAppStreams(jsm: JetStreamManager, appName: string): Promise<void> {
   for (const stream of [`TRIBUTARY_${appName}`, `OBJ_TRIBUTARY_${appName}_SNAPSHOTS`]) {
     await jsm.streams.delete(stream).catch(() => false);

@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: Tributary's benchmarks, printed as ONE table on stdout (progress
  * lines go to stderr). Everything is measured in the same process, one benchmark
- * after the other, on data generated deterministically (runtime/text-generator.ts
- * and fixed key names), so two runs see the same records.
+ * after the other, on data generated deterministically
+ * (actors/receivers/text-generator.ts and fixed key names), so two runs see the
+ * same records.
  *
  *   1. word-count  stateless word count (flatMap split -> map [w, 1] -> reduceByKey):
  *                  Tributary (2 partitions, the default; 1 partition shown for
