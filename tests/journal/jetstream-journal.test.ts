@@ -347,6 +347,23 @@ function register(kind: Kind): void {
     await t.throwsAsync(async () => j.roll([started(1)], 0), { instanceOf: RangeError });
   });
 
+  test(`jetstream journal (${kind}) - a stream that lost what its head points at is CORRUPT_CHECKPOINT, never an empty journal`, async (t) => {
+    const app = appName('lost-stream');
+    const j = await journal(t, app);
+    await j.open();
+    await j.append(started(1));
+    for (let i = 1; i <= 4; i++) await j.append(completed(i * 1000));
+    await j.append(allocated(5000));
+    await j.roll([started(1), checkpoint(4000), allocated(5000)], 1);
+    await j.close();
+    // The stream is recreated empty (as a replica that lost its data and took over would show it).
+    const nc = await connection(t);
+    await (await jetstreamManager(nc)).streams.delete(journalNames(app).stream);
+    const error = await t.throwsAsync((await journal(t, app)).open());
+    t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+    t.regex(error?.message ?? '', /lost messages the head needs/);
+  });
+
   test(`jetstream journal (${kind}) - a roll with no fact to keep points past the stream end, and the stream is never emptied`, async (t) => {
     const app = appName('roll-empty');
     const j = await journal(t, app);
