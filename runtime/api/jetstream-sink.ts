@@ -9,6 +9,7 @@ import { JetStreamApiError, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { delayMs } from '../base/clock.ts';
 import { type Encoder, encoderOf } from '../nats/decoders.ts';
+import { isTransientNatsError } from '../nats/nats-connection.ts';
 
 /** Options of toJetStream. */
 export interface ToJetStreamOptions<T> {
@@ -33,8 +34,10 @@ async function publishOnce(
       await js.publish(subject, data, { msgID, timeout: 5000 });
       return;
     } catch (error) {
-      // API errors (limits, bad subject) are not transient; nor is a closed connection (the app stopped or crashed: no retrying for ~30 s).
-      if (error instanceof JetStreamApiError || nc.isClosed() || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
+      // API errors (limits, bad subject) are not transient unless an election or a replication in flight caused them;
+      // nor is a closed connection (the app stopped or crashed: no retrying for ~30 s).
+      const final = error instanceof JetStreamApiError && !isTransientNatsError(error);
+      if (final || nc.isClosed() || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
       await delayMs(wait);
       wait = Math.min(wait * 2, 1000);
     }

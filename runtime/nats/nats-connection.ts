@@ -117,7 +117,14 @@ export function isTransientNatsError(error: unknown): boolean {
   if (error instanceof JetStreamApiError) {
     // 503: JetStream temporarily unavailable; 10118: the stream is offline; 10005 naming an
     // offline peer: a cluster node is down for the moment (an election, a restart).
-    return error.status === 503 || error.code === 10118 || (error.code === 10005 && /offline/.test(error.message));
+    // "duplicate message id is in process": a retry reached the leader while the first attempt was still
+    // being replicated; the next retry gets that attempt's ack.
+    return (
+      error.status === 503 ||
+      error.code === 10118 ||
+      (error.code === 10005 && /offline/.test(error.message)) ||
+      /duplicate message id is in process/.test(error.message)
+    );
   }
   const cause = (error as { cause?: unknown } | null)?.cause;
   return error instanceof Error && error.name === 'JetStreamNotEnabled' && cause instanceof RequestError && cause.isNoResponders();

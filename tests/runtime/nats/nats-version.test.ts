@@ -1,3 +1,4 @@
+import { JetStreamApiError } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { TimeoutError } from '@nats-io/transport-node';
 import anyTest, { type TestFn } from 'ava';
@@ -6,6 +7,7 @@ import {
   assertServerSupportsReplicas,
   checkNatsServerFor,
   connectNats,
+  isTransientNatsError,
   parseNatsUrl,
   parseServerVersion,
 } from '../../../runtime/nats/nats-connection.ts';
@@ -127,4 +129,15 @@ test('nats version - checkNatsServerFor with replicas=1 neither waits nor checks
   const conn = connectingConnection();
   await t.notThrowsAsync(checkNatsServerFor(conn.nc, 1, 60_000));
   t.is(conn.flushes(), 0);
+});
+
+test('nats errors - what an election or a replication in flight causes is transient, other API errors are not', (t) => {
+  const api = (code: number, err_code: number, description: string) => new JetStreamApiError({ code, err_code, description });
+  t.true(isTransientNatsError(api(503, 10008, 'JetStream system temporarily unavailable')));
+  t.true(isTransientNatsError(api(500, 10118, 'stream is offline')));
+  t.true(isTransientNatsError(api(500, 10005, 'no suitable peers for placement, peer offline')));
+  t.true(isTransientNatsError(api(409, 10065, 'duplicate message id is in process')));
+  t.false(isTransientNatsError(api(400, 10071, 'wrong last sequence: 4')));
+  t.false(isTransientNatsError(api(404, 10059, 'stream not found')));
+  t.false(isTransientNatsError(api(500, 10005, 'no suitable peers for placement, insufficient resources')));
 });
