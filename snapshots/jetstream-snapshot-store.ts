@@ -4,7 +4,7 @@
  * object store checks its own SHA-256 digest; the frames inside keep their CRC32C
  * and are validated after reading, as on disk.
  */
-import { StorageType } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { type ObjectStore, Objm, setSha256Backend } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { scanFrames } from '../journal/codec.ts';
@@ -146,12 +146,48 @@ export class JetStreamSnapshotStore implements SnapshotStore {
     return decodeSnapshot(key, scan.payloads, where);
   }
 
+  /**
+   * Deletes the snapshots written before the oldest one `keep` accepts, with one
+   * purge by sequence (keep >= the first chunk of that object). Not object by object:
+   * the object store deletes with subject-filtered purges and rollups, and a replica
+   * restarted while they ran was seen here (nats-server 2.15.2, R3) to keep 49
+   * messages its peers had purged, for good. Purges by sequence never diverged. An
+   * object written after the oldest kept one and rejected by `keep` stays until the
+   * cut passes it (the next full snapshots move it on), so nothing kept is touched.
+   */
   async retain(keep: (key: SnapshotKey) => boolean): Promise<void> {
     const os = await retrying('open the bucket', this.#logger, () => this.#os());
-    for (const info of await retrying('list', this.#logger, () => os.list())) {
-      if (info.deleted) continue;
+    const live = (await retrying('list', this.#logger, () => os.list())).filter((info) => !info.deleted);
+    const kept = live.filter((info) => {
       const key = parseName(info.name);
-      if (key !== undefined && !keep(key)) await retrying(`delete ${info.name}`, this.#logger, () => os.delete(info.name));
+      return key === undefined || keep(key);
+    });
+    if (kept.length === live.length) return;
+    const stream = `OBJ_${this.#bucket}`;
+    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    let cut = Number.POSITIVE_INFINITY;
+    for (const listed of kept) {
+      // A listed object carries no revision: its meta's sequence comes from an info read (through the leader).
+      const info = await retrying(`info ${listed.name}`, this.#logger, () => os.info(listed.name));
+      if (info === null) continue;
+      // Chunks are published one after another, then the meta: the first chunk is `chunks` before it.
+      const first = info.revision - info.chunks;
+      const m =
+        info.chunks === 0
+          ? null
+          : await retrying(`locate ${info.name}`, this.#logger, () => jsm.streams.getMessage(stream, { seq: first }));
+      if (info.chunks > 0 && m?.subject !== `$O.${this.#bucket}.C.${info.nuid}`) {
+        this.#logger?.warn({ object: info.name, seq: first }, 'snapshot chunks are not where expected; nothing deleted this time');
+        return;
+      }
+      cut = Math.min(cut, first);
+    }
+    if (cut === Number.POSITIVE_INFINITY)
+      cut = (await retrying('stream info', this.#logger, () => jsm.streams.info(stream))).state.last_seq;
+    const state = (await retrying('stream info', this.#logger, () => jsm.streams.info(stream))).state;
+    // Purge keeps messages >= seq: never seq <= 1, never beyond the last message (either would empty the stream).
+    if (cut > 1 && cut > state.first_seq && cut <= state.last_seq) {
+      await retrying(`purge before ${cut}`, this.#logger, () => jsm.streams.purge(stream, { seq: cut }));
     }
   }
 

@@ -526,23 +526,33 @@ function register(kind: Kind): void {
     t.is((swapped as { code?: string }).code, 'CORRUPT_CHECKPOINT');
   });
 
-  test(`jetstream snapshots (${kind}) - retain deletes exactly what keep rejects`, async (t) => {
+  test(`jetstream snapshots (${kind}) - retain deletes what was written before the oldest kept snapshot, never a kept one`, async (t) => {
     const app = appName('retain');
     const nc = await connection(t);
     const store = new JetStreamSnapshotStore(nc, app, replicas);
+    // Written as checkpoints write them: time after time, every operator and partition at each.
     const keys: SnapshotKey[] = [];
-    for (const operator of ['a', 'b'])
-      for (const partition of [0, 1]) for (const time of [1000, 2000, 3000]) keys.push({ operator, partition, time });
+    for (const time of [1000, 2000, 3000])
+      for (const operator of ['a', 'b']) for (const partition of [0, 1]) keys.push({ operator, partition, time });
     for (const key of keys) await store.write(key, { kind: 'full', entries: [[key.time, key.partition]], removed: [], meta: null });
     const keep = (k: SnapshotKey): boolean => k.time >= 2000 && !(k.operator === 'b' && k.partition === 1 && k.time === 2000);
+    const jsm = await jetstreamManager(nc);
+    const stream = `OBJ_TRIBUTARY_${app}_SNAPSHOTS`;
+    const before = (await jsm.streams.info(stream)).state;
     await store.retain(keep);
-    for (const key of keys) {
-      if (keep(key)) {
-        const back = await store.read(key);
-        t.deepEqual(back.entries, [[key.time, key.partition]]);
+    const after = (await jsm.streams.info(stream)).state;
+    // One purge by sequence: everything before the oldest kept object, nothing by subject.
+    t.true(after.first_seq > before.first_seq, 'the old snapshots were purged');
+    t.is(after.last_seq, before.last_seq);
+    t.is(after.messages, after.last_seq - after.first_seq + 1, 'no gap: nothing was deleted by subject');
+    const key = (k: SnapshotKey) => `${k.operator}/${k.partition}/${k.time}`;
+    for (const k of keys) {
+      if (k.time === 1000) {
+        const error = await t.throwsAsync(store.read(k));
+        t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT', `${key(k)} was deleted`);
       } else {
-        const error = await t.throwsAsync(store.read(key));
-        t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT', `${key.operator}/${key.partition}/${key.time} was deleted`);
+        // Kept ones, and the one rejected after the oldest kept (it goes with the next cut).
+        t.deepEqual((await store.read(k)).entries, [[k.time, k.partition]], `${key(k)} is there`);
       }
     }
     const os = await new Objm(nc).open(`TRIBUTARY_${app}_SNAPSHOTS`);
@@ -550,13 +560,24 @@ function register(kind: Kind): void {
     t.deepEqual(
       live.sort(),
       keys
-        .filter(keep)
-        .map((k) => `${k.operator}/${k.partition}/${k.time}`)
+        .filter((k) => k.time > 1000)
+        .map(key)
         .sort(),
     );
-    // Retaining again with the same rule deletes nothing more.
+    // Retaining again with the same rule deletes nothing more; a later rule moves the cut on.
     await store.retain(keep);
-    t.is((await os.list()).filter((i) => !i.deleted).length, keys.filter(keep).length);
+    t.is((await os.list()).filter((i) => !i.deleted).length, 8);
+    await store.retain((k) => k.time >= 3000);
+    t.deepEqual(
+      (await os.list())
+        .filter((i) => !i.deleted)
+        .map((i) => i.name)
+        .sort(),
+      keys
+        .filter((k) => k.time === 3000)
+        .map(key)
+        .sort(),
+    );
   });
 }
 
