@@ -165,8 +165,12 @@ export class JetStreamSnapshotStore implements SnapshotStore {
     if (kept.length === live.length) return;
     const stream = `OBJ_${this.#bucket}`;
     const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    // Snapshots are written in time order, so the oldest kept time holds the first chunk to keep:
+    // only its objects need locating (a name that does not parse is located too, to be safe).
+    const times = kept.map((info) => parseName(info.name)?.time);
+    const oldest = Math.min(...times.map((t) => t ?? Number.POSITIVE_INFINITY));
     let cut = Number.POSITIVE_INFINITY;
-    for (const listed of kept) {
+    for (const listed of kept.filter((_, i) => times[i] === undefined || times[i] === oldest)) {
       // A listed object carries no revision: its meta's sequence comes from an info read (through the leader).
       const info = await retrying(`info ${listed.name}`, this.#logger, () => os.info(listed.name));
       if (info === null) continue;

@@ -64,6 +64,7 @@ test.before(async (t) => {
       up: async () => {
         await cluster.restart(0);
         await cluster.restart(1);
+        await clusterSettled(cluster.urls);
       },
     },
   };
@@ -82,6 +83,35 @@ let apps = 0;
 /** An app name no other test of this run uses (each app has its own stream). */
 function appName(what: string): string {
   return `jsj-${process.pid}-${++apps}-${what}`;
+}
+
+/**
+ * Waits (bounded) until the cluster's JetStream answers and every stream has a leader
+ * and current replicas: the tests after an outage must not meet its elections.
+ */
+async function clusterSettled(urls: string[]): Promise<void> {
+  const nc = await connectTo(urls);
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
+    await within(
+      (async () => {
+        for (;;) {
+          const infos = await (async () => {
+            const all = [];
+            for await (const info of jsm.streams.list()) all.push(info);
+            return all;
+          })().catch(() => undefined);
+          const settled = infos?.every((i) => i.cluster?.leader && (i.cluster.replicas ?? []).every((r) => r.current && !r.offline));
+          if (infos !== undefined && settled) return;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      })(),
+      60_000,
+      'the cluster settling after an outage',
+    );
+  } finally {
+    await nc.close();
+  }
 }
 
 async function connectionTo(t: ExecutionContext<Ctx>, kind: Kind): Promise<NatsConnection> {
