@@ -16,6 +16,7 @@ import { journalNames } from '../../journal/jetstream-journal.ts';
 import { type DStream, type State, StreamingContext } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
+import { waitForReplicaAgreement } from '../../runtime/cli/chaos/replicas.ts';
 import { isTransientNatsError } from '../../runtime/nats/nats-connection.ts';
 import { deferred, quiet } from '../helpers/checkpoint-kit.ts';
 import { type JournalMessage, journalMessages, within } from '../helpers/jetstream-journal-kit.ts';
@@ -573,26 +574,36 @@ async function crashAndResume(t: ExecutionContext<Ctx>, ssc: StreamingContext, u
   return resumedOut;
 }
 
+/** Batches of the two cluster fault tests before their resume. */
+const N = 30;
+
+/**
+ * A 3-node cluster and the updateStateByKey app on it with a checkpoint every 2 batches
+ * (every other batch moves the head and purges behind it), 4 batches run; with the
+ * fault-free outputs of N + 5 batches and the journal stream's current leader.
+ */
+async function runningOnCluster(t: ExecutionContext<Ctx>, what: string) {
+  const cluster = await startNatsCluster(3);
+  t.context.clusters.push(cluster);
+  const url = clusterUrl(cluster);
+  const app = appName(what);
+  const { stream, headBucket } = journalNames(app);
+  const expected = await runUninterrupted(updateState, { batches: N + 5 });
+  const emitted: Emitted[] = [];
+  const clock = new ManualClock();
+  const ssc = stateApp(t, app, clock, emitted, { intervalBatches: 2 });
+  ssc.checkpoint(url);
+  await ssc.start();
+  await ssc.runBatches(4);
+  const nc = await connection(t, cluster.urls);
+  const leader = await leaderOf(t, cluster, nc, stream);
+  return { cluster, url, app, stream, headBucket, expected, emitted, clock, ssc, nc, leader };
+}
+
 test.serial(
   'jetstream recovery - the journal leader killed during a roll and its purge: the replay equals the fault-free run',
   async (t) => {
-    const cluster = await startNatsCluster(3);
-    t.context.clusters.push(cluster);
-    const url = clusterUrl(cluster);
-    const app = appName('roll-kill');
-    const { stream, headBucket } = journalNames(app);
-    const N = 30;
-    const expected = await runUninterrupted(updateState, { batches: N + 5 });
-
-    const emitted: Emitted[] = [];
-    const clock = new ManualClock();
-    // A checkpoint every 2 batches: every other batch moves the head and purges behind it.
-    const ssc = stateApp(t, app, clock, emitted, { intervalBatches: 2 });
-    ssc.checkpoint(url);
-    await ssc.start();
-    await ssc.runBatches(4);
-    const nc = await connection(t, cluster.urls);
-    const leader = await leaderOf(t, cluster, nc, stream);
+    const { cluster, url, app, stream, headBucket, expected, emitted, clock, ssc, nc, leader } = await runningOnCluster(t, 'roll-kill');
 
     // The head's update is seen here as the server stores it, before the driver's purge behind it:
     // SIGKILL the journal's leader then, so the purge (and what follows) meets an election.
@@ -629,23 +640,8 @@ test.serial(
 test.serial(
   'jetstream recovery - a replica that missed purges comes back in step, and a replay through it equals the fault-free run',
   async (t) => {
-    const cluster = await startNatsCluster(3);
-    t.context.clusters.push(cluster);
-    const url = clusterUrl(cluster);
-    const app = appName('missed-purges');
-    const { stream, headBucket } = journalNames(app);
+    const { cluster, url, app, stream, headBucket, expected, emitted, clock, ssc, nc, leader } = await runningOnCluster(t, 'missed-purges');
     const streams = [stream, `KV_${headBucket}`, `OBJ_TRIBUTARY_${app}_SNAPSHOTS`];
-    const N = 30;
-    const expected = await runUninterrupted(updateState, { batches: N + 5 });
-
-    const emitted: Emitted[] = [];
-    const clock = new ManualClock();
-    const ssc = stateApp(t, app, clock, emitted, { intervalBatches: 2 });
-    ssc.checkpoint(url);
-    await ssc.start();
-    await ssc.runBatches(4);
-    const nc = await connection(t, cluster.urls);
-    const leader = await leaderOf(t, cluster, nc, stream);
     const follower = (leader + 1) % 3;
 
     // A follower is down while six checkpoints move the head and purge the journal and old snapshots.
@@ -669,18 +665,8 @@ test.serial(
     const resumedOut = await crashAndResume(t, ssc, url, app, clock, 5);
     t.deepEqual(byTime(resumedOut, N + 1, N + 5), byTime(expected, N + 1, N + 5), 'the state recovered after the faults');
     await replicasCaughtUp(nc, streams);
-    const states = await Promise.all(
-      cluster.servers.map(async (s) => {
-        const jsz = (await (await fetch(`${s.monitoringUrl}/jsz?accounts=true&streams=true`)).json()) as {
-          account_details?: { stream_detail?: { name: string; state: { first_seq: number; last_seq: number; messages: number } }[] }[];
-        };
-        const detail = jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((d) => d.name === stream);
-        return detail && { first: detail.state.first_seq, last: detail.state.last_seq, messages: detail.state.messages };
-      }),
-    );
-    t.true(
-      states.every((s) => s !== undefined && JSON.stringify(s) === JSON.stringify(states[0])),
-      `journal replicas agree: ${JSON.stringify(states)}`,
-    );
+    const check = await waitForReplicaAgreement(cluster.servers, { include: (name) => streams.includes(name) });
+    t.deepEqual([...check.streams].sort(), [...streams].sort(), 'every stream of the app was compared');
+    t.deepEqual(check.divergences, [], 'the replicas of the journal, head and snapshots agree');
   },
 );
