@@ -10,13 +10,15 @@ import type { JournalEvent, SnapshotRef } from '../journal/events.ts';
 import type { Journal } from '../journal/journal.ts';
 import { blockIdsOf } from '../journal/recovery-plan.ts';
 import type { Logger } from '../runtime/base/logger.ts';
-import type { Allocation, FingerprintEntry, ReceivedBlock, SnapshotData } from '../runtime/graph/wire.ts';
+import type { Allocation, FingerprintEntry, ReceivedBlock } from '../runtime/graph/wire.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
+import type { CapturedPartition } from './transport/transport.ts';
 
 type Started = Extract<JournalEvent, { type: 'context.started' }>;
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
 type Allocated = Extract<JournalEvent, { type: 'batch.allocated' }>;
 type Block = Extract<JournalEvent, { type: 'receiver.block' }>;
+type AssignmentChanged = Extract<JournalEvent, { type: 'assignment.changed' }>;
 
 /** Limits and intervals of checkpointing. */
 export interface CheckpointSettings {
@@ -28,12 +30,11 @@ export interface CheckpointSettings {
   readonly keepCheckpoints: number;
 }
 
-/** One state partition's captured snapshot, ready to be written. */
-export interface CapturedState {
-  readonly operator: string;
-  readonly partition: number;
-  readonly data: SnapshotData;
-}
+/**
+ * One state partition's captured snapshot: its data, ready to be written, or the
+ * figures of a snapshot its worker already wrote (on a cluster).
+ */
+export type CapturedState = CapturedPartition;
 
 /** Numbers about one checkpoint (for logs and benchmarks). */
 export interface CheckpointStats {
@@ -71,6 +72,8 @@ export class Checkpointer {
   #chainBroken = false;
   #checkpointQueue: Promise<void> = Promise.resolve();
   #failed: Error | undefined;
+  /** The last assignment journaled (repeated by every roll's head). */
+  #assignment: AssignmentChanged | undefined;
 
   constructor(
     journal: Journal,
@@ -98,6 +101,11 @@ export class Checkpointer {
     return this.#settings.intervalMs;
   }
 
+  /** The journal writer's epoch (assignments and leases carry it). */
+  get epoch(): number {
+    return this.#started.epoch;
+  }
+
   /** The newest completed checkpoint time, if any. */
   get lastCheckpointTime(): number | undefined {
     return this.#checkpoints[this.#checkpoints.length - 1]?.time;
@@ -123,6 +131,15 @@ export class Checkpointer {
     const event: Block = { v: 1, type: 'receiver.block', stream, block };
     this.#blocks.set(block.id, event);
     return this.#serial(() => this.#journal.append(event));
+  }
+
+  /** Journals who owns which partition slot from now on (cluster runs). */
+  assignmentChanged(event: AssignmentChanged): Promise<void> {
+    this.#assignment = event;
+    return this.#serial(async () => {
+      await this.#journal.append(event);
+      await this.#journal.sync();
+    });
   }
 
   /** Journals a batch's input allocation (before the batch runs). */
@@ -162,9 +179,10 @@ export class Checkpointer {
     // this one is written) builds its deltas on this one.
     const chains = captured.map((c) => {
       const key = `${c.operator}/${c.partition}`;
-      const chain = c.data.kind === 'full' ? [time] : [...(this.#chains.get(key) ?? []), time];
+      const kind = kindOf(c);
+      const chain = kind === 'full' ? [time] : [...(this.#chains.get(key) ?? []), time];
       this.#chains.set(key, chain);
-      this.#sinceFull.set(key, c.data.kind === 'full' ? 0 : (this.#sinceFull.get(key) ?? 0) + 1);
+      this.#sinceFull.set(key, kind === 'full' ? 0 : (this.#sinceFull.get(key) ?? 0) + 1);
       return chain;
     });
     this.#forceFull = false;
@@ -186,7 +204,7 @@ export class Checkpointer {
     started: number,
   ): Promise<CheckpointStats | undefined> {
     if (this.#failed) throw this.#failed;
-    if (this.#chainBroken && captured.some((c) => c.data.kind === 'delta')) {
+    if (this.#chainBroken && captured.some((c) => kindOf(c) === 'delta')) {
       // A delta captured before an earlier checkpoint failed has no stored base.
       this.#logger.warn({ time }, 'checkpoint skipped: its deltas build on a checkpoint that failed; the next one is full');
       return undefined;
@@ -196,10 +214,12 @@ export class Checkpointer {
     try {
       const refs: SnapshotRef[] = [];
       for (const [i, c] of captured.entries()) {
-        const size = await this.#store.write({ operator: c.operator, partition: c.partition, time }, c.data);
+        // A worker on a cluster wrote its own snapshot; in-process the data comes here.
+        const size =
+          'stored' in c ? c.stored.bytes : await this.#store.write({ operator: c.operator, partition: c.partition, time }, c.data);
         bytes += size;
-        entries += c.data.entries.length;
-        refs.push({ operator: c.operator, partition: c.partition, time, kind: c.data.kind, chain: chains[i] as number[], bytes: size });
+        entries += 'stored' in c ? c.stored.entries : c.data.entries.length;
+        refs.push({ operator: c.operator, partition: c.partition, time, kind: kindOf(c), chain: chains[i] as number[], bytes: size });
       }
       const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
       // The commit point: only now, with every snapshot stored, is the checkpoint journaled.
@@ -207,7 +227,7 @@ export class Checkpointer {
         await this.#journal.append(event);
         await this.#journal.sync();
       });
-      if (captured.every((c) => c.data.kind === 'full')) this.#chainBroken = false;
+      if (captured.every((c) => kindOf(c) === 'full')) this.#chainBroken = false;
       this.#checkpoints.push(event);
       await this.#retain(event);
     } catch (error) {
@@ -257,6 +277,7 @@ export class Checkpointer {
       ...[...this.#allocations.values()].sort((a, b) => a.time - b.time),
       ...[...this.#completed].sort((a, b) => a - b).map((time) => ({ v: 1 as const, type: 'batch.completed' as const, time })),
       ...this.#blocks.values(),
+      ...(this.#assignment ? [this.#assignment] : []),
     ];
     // In the journal's order: every fact the head names was handed to the journal before the roll.
     await this.#serial(() => this.#journal.roll(head, this.#settings.keepCheckpoints));
@@ -282,4 +303,8 @@ export class Checkpointer {
   ): Started {
     return { v: 1, type: 'context.started', appName, batchDurationMs, zeroTimeMs, epoch, graph };
   }
+}
+
+function kindOf(c: CapturedState): 'full' | 'delta' {
+  return 'stored' in c ? c.stored.kind : c.data.kind;
 }

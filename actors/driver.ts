@@ -6,22 +6,25 @@
  * wait is reported as scheduling delay, never dropped.
  */
 
-import { concatAll } from '../runtime/base/arrays.ts';
 import { assertNever } from '../runtime/base/assert.ts';
 import type { Clock } from '../runtime/base/clock.ts';
 import { startStopwatch } from '../runtime/base/clock.ts';
 import { BatchFailedError, OperatorFailure } from '../runtime/base/errors.ts';
-import type { GraphNode, OutputOp, PartitionState, StepResult } from '../runtime/graph/graph.ts';
+import type { OutputOp, PartitionState } from '../runtime/graph/graph.ts';
 import type { OpenInput } from '../runtime/graph/input-source.ts';
-import { isActive, type Plan } from '../runtime/graph/plan.ts';
-import type { Allocation, SnapshotData } from '../runtime/graph/wire.ts';
-import type { CapturedState, Checkpointer, CheckpointStats } from './checkpointer.ts';
-import type { DriverMessage, OutputMessage, Reply, StageMessage, StateMessage } from './messages.ts';
+import { partitionOf } from '../runtime/graph/partitioner.ts';
+import type { Plan } from '../runtime/graph/plan.ts';
+import type { Allocation } from '../runtime/graph/wire.ts';
+import { assign } from './assignment.ts';
+import { BatchCoordinator } from './batch-coordinator.ts';
+import type { Checkpointer, CheckpointStats } from './checkpointer.ts';
+import type { DriverMessage, OutputMessage, Reply } from './messages.ts';
 import { unwrap } from './messages.ts';
 import { spawnOutput } from './output.ts';
-import { spawnStage } from './stage.ts';
-import { spawnState } from './state.ts';
 import { type ActorRef, type ActorSystem, ask, dispatch, spawnActor } from './system.ts';
+import { LocalHub } from './transport/local.ts';
+import { type AssignmentWire, DRIVER, type RestoreSpec, type Transport } from './transport/transport.ts';
+import { PartitionWorker } from './worker/partition-worker.ts';
 
 /** What the app learns about each finished batch. */
 export interface BatchInfo {
@@ -56,12 +59,20 @@ export interface ReplayJob {
   readonly completed: boolean;
 }
 
+/** Where the batches run when the app runs on a cluster (absent: one worker in this process). */
+export interface ClusterPlacement {
+  /** The driver's endpoint of the data plane. */
+  readonly transport: Transport;
+  readonly assignment: AssignmentWire;
+  /** The checkpoint workers restore their partitions from. */
+  readonly restore?: RestoreSpec | undefined;
+}
+
 /** What the driver needs to run. */
 export interface DriverConfig {
   readonly plan: Plan;
   readonly clock: Clock;
   readonly zeroTimeMs: number;
-  readonly stagePoolSize: number;
   readonly taskTimeoutMs: number;
   readonly inputs: ReadonlyMap<number, OpenInput<unknown>>;
   readonly listener: DriverListener;
@@ -69,10 +80,12 @@ export interface DriverConfig {
   readonly keys?: ReadonlyMap<number, string> | undefined;
   /** Journals and checkpoints, when the app has a checkpoint directory. */
   readonly checkpointer?: Checkpointer | undefined;
-  /** States restored from a checkpoint, by node id, one per partition. */
+  /** States restored from a checkpoint, by node id, one per partition (in-process runs). */
   readonly restored?: ReadonlyMap<number, readonly PartitionState[]> | undefined;
   /** Batches to run again before any new one, oldest first. */
   readonly replay?: readonly ReplayJob[] | undefined;
+  /** Workers over NATS instead of the in-process one. */
+  readonly cluster?: ClusterPlacement | undefined;
 }
 
 interface Job {
@@ -84,21 +97,20 @@ interface Job {
   readonly replayed?: boolean;
 }
 
-/** Splits records into `n` contiguous partitions (order is kept when concatenated). */
-export function splitIntoPartitions(records: readonly unknown[], n: number): unknown[][] {
-  const out: unknown[][] = [];
-  const size = Math.ceil(records.length / n);
-  for (let p = 0; p < n; p++) out.push(records.slice(p * size, (p + 1) * size));
-  return out;
-}
+/** The in-process worker's name on the local transport. */
+const LOCAL_WORKER = 'local';
 
 /**
  * The driver's logic; its actor feeds it ticks and batch outcomes one at a time.
  */
 export class Driver {
   readonly #cfg: DriverConfig;
-  readonly #stages: ActorRef<StageMessage>[] = [];
-  readonly #states = new Map<number, ActorRef<StateMessage>[]>();
+  readonly #coordinator: BatchCoordinator;
+  /** The in-process worker (absent on a cluster). */
+  readonly #localWorker: PartitionWorker | undefined;
+  readonly #localHub: LocalHub | undefined;
+  /** Resolves once every worker holds its assignment (and restored its state). */
+  readonly #ready: Promise<void>;
   readonly #outputs = new Map<number, ActorRef<OutputMessage>>();
   readonly #queue: Job[] = [];
   #running = false;
@@ -115,16 +127,34 @@ export class Driver {
   constructor(parent: ActorSystem | ActorRef<never>, cfg: DriverConfig) {
     this.#cfg = cfg;
     this.#journaledPositions = this.#positions();
-    for (let p = 0; p < cfg.stagePoolSize; p++) this.#stages.push(spawnStage(parent, `stage-${p}`, cfg.plan));
-    for (const node of cfg.plan.stateful) {
-      if (node.kind !== 'stateful') continue;
-      const refs: ActorRef<StateMessage>[] = [];
-      for (let q = 0; q < node.partitions; q++) {
-        const state = cfg.restored?.get(node.id)?.[q] ?? node.stateful.create(q, node.partitions);
-        refs.push(spawnState(parent, `state-${node.id}-${q}`, state));
-      }
-      this.#states.set(node.id, refs);
+    const keys = cfg.keys ?? new Map(cfg.plan.order.map((n) => [n.id, String(n.id)]));
+    if (cfg.cluster) {
+      this.#coordinator = new BatchCoordinator(cfg.cluster.transport, cfg.cluster.assignment.slots, cfg.taskTimeoutMs);
+      this.#ready = this.#coordinator.assign(cfg.cluster.assignment, cfg.zeroTimeMs, cfg.cluster.restore);
+    } else {
+      const hub = new LocalHub();
+      this.#localHub = hub;
+      this.#coordinator = new BatchCoordinator(hub.endpoint(DRIVER), [LOCAL_WORKER], cfg.taskTimeoutMs);
+      this.#localWorker = new PartitionWorker({
+        plan: cfg.plan,
+        transport: hub.endpoint(LOCAL_WORKER),
+        keys,
+        inputs: cfg.inputs,
+        loadState: async (node, _operator, q) => {
+          if (node.kind !== 'stateful') throw new Error(`${node.name} is not stateful`);
+          return cfg.restored?.get(node.id)?.[q] ?? node.stateful.create(q, node.partitions);
+        },
+      });
+      const slots = Math.max(1, ...[...cfg.plan.byId.values()].map((n) => n.partitions));
+      const assignment = assign(
+        slots,
+        cfg.plan.inputs.map((n) => n.id),
+        [LOCAL_WORKER],
+        1,
+      );
+      this.#ready = this.#coordinator.assign(assignment, cfg.zeroTimeMs);
     }
+    this.#ready.catch((error: unknown) => this.#fail(error as Error));
     for (const op of cfg.plan.outputs) this.#outputs.set(op.id, spawnOutput(parent, `output-${op.id}`, op));
     for (const r of cfg.replay ?? []) {
       this.#queue.push({ time: r.time, allocations: r.allocations, skipOutputs: r.completed, replayed: true });
@@ -155,9 +185,18 @@ export class Driver {
     return this.#lastCompleted;
   }
 
-  /** The state actors of a stateful node, by partition. */
-  stateRefs(nodeId: number): readonly ActorRef<StateMessage>[] {
-    return this.#states.get(nodeId) ?? [];
+  /** The committed value of `key` in the stateful node `nodeId`, read from the worker that owns it. */
+  async lookup(nodeId: number, key: unknown): Promise<unknown> {
+    const node = this.#cfg.plan.byId.get(nodeId);
+    if (node === undefined) return undefined;
+    await this.#ready;
+    return this.#coordinator.lookup(nodeId, partitionOf(key, node.partitions), key);
+  }
+
+  /** The committed state of every partition of the stateful node `nodeId` (tests, tools). */
+  async stateSnapshots(nodeId: number): Promise<unknown[]> {
+    await this.#ready;
+    return this.#coordinator.snapshots(nodeId);
   }
 
   /** Generates the batch of `time`: the tick is handled in order with the driver's other messages. */
@@ -185,6 +224,9 @@ export class Driver {
     this.#abandoned = true;
     this.#failed = true;
     this.#queue.length = 0;
+    this.#coordinator.abandon();
+    this.#localWorker?.abandon();
+    this.#localHub?.close();
     this.#wakeIdle();
   }
 
@@ -297,23 +339,12 @@ export class Driver {
    */
   async #checkpoint(time: number, wait: boolean): Promise<void> {
     const cp = this.#cfg.checkpointer as Checkpointer;
-    const captured: CapturedState[] = [];
+    const full: string[] = [];
     for (const node of this.#cfg.plan.stateful) {
       const operator = this.#key(node.id);
-      const refs = this.#states.get(node.id) ?? [];
-      const datas = await Promise.all(
-        refs.map((ref, partition) =>
-          this.#ask<StateMessage, SnapshotData>(ref, (replyTo) => ({
-            type: 'state.capture',
-            replyTo,
-            full: cp.wantsFull(operator, partition),
-          })),
-        ),
-      );
-      datas.forEach((data, partition) => {
-        captured.push({ operator, partition, data });
-      });
+      for (let q = 0; q < node.partitions; q++) if (cp.wantsFull(operator, q)) full.push(`${operator}/${q}`);
     }
+    const captured = await this.#coordinator.capture(time, full);
     const written = cp.checkpoint(time, captured, this.#journaledPositions).then(
       (stats) => {
         if (stats && !this.#abandoned) this.#cfg.listener.checkpointCompleted?.(stats);
@@ -353,46 +384,32 @@ export class Driver {
     return ask<M, Reply<R>>(ref, build, this.#cfg.taskTimeoutMs).then(unwrap);
   }
 
-  #stage(p: number): ActorRef<StageMessage> {
-    return this.#stages[p % this.#stages.length] as ActorRef<StageMessage>;
-  }
-
   /** Runs one batch; returns its number of input records. */
   async #run(job: Job): Promise<number> {
-    const { plan, zeroTimeMs } = this.#cfg;
+    const { plan } = this.#cfg;
     const time = job.time;
-    const memo = new Map<number, unknown[][]>();
-    const extras = new Map<number, unknown[][]>();
-    const stepped: ActorRef<StateMessage>[] = [];
     let current = 'input';
     let records = 0;
     try {
-      for (const node of plan.inputs) {
-        current = node.name;
-        const data = await (this.#cfg.inputs.get(node.id) as OpenInput<unknown>).read(job.allocations.get(node.id) as Allocation);
-        records += data.length;
-        memo.set(node.id, splitIntoPartitions(data, node.partitions));
-      }
-      for (const node of plan.order) {
-        this.#assertLive();
-        current = node.name;
-        await this.#compute(node, time, zeroTimeMs, memo, extras, stepped);
-      }
+      await this.#ready;
+      this.#assertLive();
+      const result = await this.#coordinator.runBatch(time, job.allocations, job.skipOutputs === true);
+      records = result.records;
       for (const op of job.skipOutputs ? [] : plan.outputs) {
-        const data = memo.get(op.stream.id);
+        const data = result.outputs.get(op.id);
         if (data === undefined) continue;
         this.#assertLive();
         current = op.name;
-        await this.#output(op, time, concatAll(data));
+        await this.#output(op, time, data);
       }
       this.#assertLive();
     } catch (error) {
-      for (const ref of stepped) dispatch(ref, { type: 'state.rollback', time });
+      if (!this.#abandoned) void this.#coordinator.abort(time).catch(() => {});
       if (error instanceof OperatorFailure) throw new BatchFailedError(error.operator, time, error.cause);
       throw new BatchFailedError(current, time, error);
     }
     // Awaited, so a batch's processing time includes applying its state changes.
-    await Promise.all(stepped.map((ref) => this.#ask<StateMessage, void>(ref, (replyTo) => ({ type: 'state.commit', replyTo, time }))));
+    await this.#coordinator.commit(time);
     return records;
   }
 
@@ -404,123 +421,5 @@ export class Driver {
   #output(op: OutputOp, time: number, records: unknown[]): Promise<null> {
     const ref = this.#outputs.get(op.id) as ActorRef<OutputMessage>;
     return this.#ask<OutputMessage, null>(ref, (replyTo) => ({ type: 'output.run', replyTo, time, records }));
-  }
-
-  async #compute(
-    node: GraphNode,
-    time: number,
-    zeroTimeMs: number,
-    memo: Map<number, unknown[][]>,
-    extras: Map<number, unknown[][]>,
-    stepped: ActorRef<StateMessage>[],
-  ): Promise<void> {
-    const plan = this.#cfg.plan;
-    const active = isActive(node.slideMs, time, zeroTimeMs);
-    switch (node.kind) {
-      case 'input':
-        return;
-      case 'narrow': {
-        const source = memo.get(plan.chainOf(node).source.id);
-        if (!active || source === undefined) return;
-        const out = await Promise.all(
-          source.map((input, p) =>
-            this.#ask<StageMessage, unknown[]>(this.#stage(p), (replyTo) => ({
-              type: 'stage.collect',
-              replyTo,
-              nodeId: node.id,
-              time,
-              input,
-            })),
-          ),
-        );
-        memo.set(node.id, out);
-        return;
-      }
-      case 'shuffle': {
-        if (!active) return;
-        const perParent = await Promise.all(
-          node.parents.map((parent, parentIndex) => {
-            const source = memo.get(plan.feedOf(parent).source.id) ?? [];
-            return Promise.all(
-              source.map((input, p) =>
-                this.#ask<StageMessage, unknown[][]>(this.#stage(p), (replyTo) => ({
-                  type: 'stage.map',
-                  replyTo,
-                  nodeId: node.id,
-                  parentIndex,
-                  partition: p,
-                  time,
-                  input,
-                })),
-              ),
-            );
-          }),
-        );
-        const out = await Promise.all(
-          Array.from({ length: node.partitions }, (_, q) => {
-            const itemsPerParent = perParent.map((maps) => concatAll(maps.map((chunks) => chunks[q] ?? [])));
-            return this.#ask<StageMessage, unknown[]>(this.#stage(q), (replyTo) => ({
-              type: 'stage.reduce',
-              replyTo,
-              nodeId: node.id,
-              time,
-              itemsPerParent,
-            }));
-          }),
-        );
-        memo.set(node.id, out);
-        return;
-      }
-      case 'stateful': {
-        const source = memo.get((node.parents[0] as GraphNode).id);
-        if (source === undefined) return;
-        const refs = this.#states.get(node.id) ?? [];
-        const wantExtra = node.snapshotsWanted;
-        stepped.push(...refs);
-        const results = await Promise.all(
-          refs.map((ref, q) =>
-            this.#ask<StateMessage, StepResult>(ref, (replyTo) => ({
-              type: 'state.step',
-              replyTo,
-              time,
-              input: source[q] ?? [],
-              emit: active,
-              wantExtra,
-            })),
-          ),
-        );
-        if (active)
-          memo.set(
-            node.id,
-            results.map((r) => r.output ?? []),
-          );
-        if (wantExtra)
-          extras.set(
-            node.id,
-            results.map((r) => r.extra ?? []),
-          );
-        return;
-      }
-      case 'whole': {
-        if (!active) return;
-        const batches = node.parents.map((p) => concatAll(memo.get(p.id) ?? []));
-        const out = await this.#ask<StageMessage, unknown[]>(this.#stage(0), (replyTo) => ({
-          type: 'stage.whole',
-          replyTo,
-          nodeId: node.id,
-          time,
-          batches,
-        }));
-        memo.set(node.id, splitIntoPartitions(out, node.partitions));
-        return;
-      }
-      case 'state-view': {
-        const extra = extras.get((node.parents[0] as GraphNode).id);
-        if (extra !== undefined && active) memo.set(node.id, extra);
-        return;
-      }
-      default:
-        assertNever(node);
-    }
   }
 }

@@ -3,61 +3,11 @@
  * address where an answer is expected. Data travels as whole batch-partitions.
  */
 
-import type { StepResult } from '../runtime/graph/graph.ts';
-import type { ReceivedBlock, SnapshotData } from '../runtime/graph/wire.ts';
+import type { ReceivedBlock } from '../runtime/graph/wire.ts';
 import type { ActorRef } from './system.ts';
 
 /** A reply: a value, or the error that prevented it. */
 export type Reply<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
-
-/** Work for a stage actor (stateless, per partition). */
-export type StageMessage =
-  | {
-      readonly type: 'stage.collect';
-      readonly replyTo: ActorRef<Reply<unknown[]>>;
-      readonly nodeId: number;
-      readonly time: number;
-      readonly input: unknown[];
-    }
-  | {
-      readonly type: 'stage.map';
-      readonly replyTo: ActorRef<Reply<unknown[][]>>;
-      readonly nodeId: number;
-      readonly parentIndex: number;
-      readonly partition: number;
-      readonly time: number;
-      readonly input: unknown[];
-    }
-  | {
-      readonly type: 'stage.reduce';
-      readonly replyTo: ActorRef<Reply<unknown[]>>;
-      readonly nodeId: number;
-      readonly time: number;
-      readonly itemsPerParent: unknown[][];
-    }
-  | {
-      readonly type: 'stage.whole';
-      readonly replyTo: ActorRef<Reply<unknown[]>>;
-      readonly nodeId: number;
-      readonly time: number;
-      readonly batches: unknown[][];
-    };
-
-/** Work for a state actor (one partition of one stateful operator). */
-export type StateMessage =
-  | {
-      readonly type: 'state.step';
-      readonly replyTo: ActorRef<Reply<StepResult>>;
-      readonly time: number;
-      readonly input: unknown[];
-      readonly emit: boolean;
-      readonly wantExtra: boolean;
-    }
-  | { readonly type: 'state.commit'; readonly replyTo: ActorRef<Reply<void>>; readonly time: number }
-  | { readonly type: 'state.rollback'; readonly time: number }
-  | { readonly type: 'state.lookup'; readonly replyTo: ActorRef<Reply<unknown>>; readonly key: unknown }
-  | { readonly type: 'state.snapshot'; readonly replyTo: ActorRef<Reply<unknown>> }
-  | { readonly type: 'state.capture'; readonly replyTo: ActorRef<Reply<SnapshotData>>; readonly full: boolean };
 
 /** Work for an output actor. */
 export type OutputMessage = {

@@ -40,6 +40,11 @@ export interface OpenCheckpointArgs {
   readonly keys: ReadonlyMap<number, string>;
   readonly settings: CheckpointSettings;
   readonly logger: Logger;
+  /**
+   * False on a cluster: the workers read their own partitions' snapshots, so the
+   * driver only picks the newest checkpoint (default true).
+   */
+  readonly loadStates?: boolean;
 }
 
 /** An opened checkpoint, ready for the driver. */
@@ -54,6 +59,10 @@ export interface OpenedCheckpoint {
   readonly lastBatchMs: number;
   /** The checkpoint the states come from, if any. */
   readonly resumedFrom: number | undefined;
+  /** Its snapshot chains by `operator/partition` (what cluster workers restore from). */
+  readonly resumedChains: Readonly<Record<string, readonly number[]>>;
+  /** The assignment journaled last (cluster runs). */
+  readonly assignment: JournalState['assignment'];
 }
 
 async function loadStates(cp: Checkpoint, args: OpenCheckpointArgs, store: SnapshotStore): Promise<Map<number, PartitionState[]>> {
@@ -154,6 +163,10 @@ export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCh
       if (differences.length > 0) throw new IncompatibleCheckpointError(differences);
       zeroTimeMs = folded.started.zeroTimeMs;
       for (const cp of [...folded.checkpoints].reverse()) {
+        if (args.loadStates === false) {
+          chosen = cp;
+          break;
+        }
         try {
           restored = await loadStates(cp, args, store);
           chosen = cp;
@@ -208,6 +221,8 @@ export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCh
       inputs: folded.started ? inputRecoveries(args, folded, chosen, replayTimes) : new Map(),
       lastBatchMs,
       resumedFrom: chosen?.time,
+      resumedChains: Object.fromEntries((chosen?.snapshots ?? []).map((r) => [`${r.operator}/${r.partition}`, r.chain])),
+      assignment: folded.assignment,
     };
   } catch (error) {
     await journal.close().catch(() => {});

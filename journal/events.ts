@@ -42,7 +42,18 @@ export type JournalEvent =
       readonly positions: Readonly<Record<string, unknown>>;
     }
   | { readonly v: 1; readonly type: 'receiver.block'; readonly stream: string; readonly block: ReceivedBlock }
-  | { readonly v: 1; readonly type: 'context.stopped'; readonly time: number };
+  | { readonly v: 1; readonly type: 'context.stopped'; readonly time: number }
+  | {
+      readonly v: 1;
+      readonly type: 'assignment.changed';
+      /** The newest batch time when the assignment took effect (it applies to later batches). */
+      readonly time: number;
+      readonly epoch: number;
+      /** The worker owning each partition slot. */
+      readonly slots: readonly string[];
+      /** The worker reading each input, by input key. */
+      readonly inputs: Readonly<Record<string, string>>;
+    };
 
 /** The `type` of every journal event. */
 export type JournalEventType = JournalEvent['type'];
@@ -84,6 +95,14 @@ export function invalidEvent(e: unknown): string | undefined {
       return typeof e.stream === 'string' && isRecord(e.block) && Array.isArray(e.block.records)
         ? undefined
         : 'receiver.block lacks stream or block';
+    case 'assignment.changed':
+      return isTime(e.time) &&
+        isTime(e.epoch) &&
+        Array.isArray(e.slots) &&
+        e.slots.every((w) => typeof w === 'string') &&
+        isRecord(e.inputs)
+        ? undefined
+        : 'assignment.changed lacks time, epoch, slots or inputs';
     default:
       return `unknown event type ${JSON.stringify(e.type)}`;
   }

@@ -384,8 +384,11 @@ export class JetStreamJournal implements Journal {
           const key = factKey(event);
           let seq = key === undefined ? undefined : this.#factSeqs.get(key);
           if (seq === undefined) {
-            // A fact this journal never saw stored (not expected): journal it now rather than lose it.
-            this.#logger.warn({ type: event.type }, 'journal head names a fact not in the stream; journaling it again');
+            // The assignment is repeated after every roll (it must never pin the replay start);
+            // any other fact this journal never saw stored is not expected: journal it now rather than lose it.
+            if (event.type !== 'assignment.changed') {
+              this.#logger.warn({ type: event.type }, 'journal head names a fact not in the stream; journaling it again');
+            }
             seq = await this.#publish(event);
           }
           from = Math.min(from, seq);

@@ -11,6 +11,7 @@ import type { JournalEvent } from './events.ts';
 
 type Started = Extract<JournalEvent, { type: 'context.started' }>;
 type Checkpoint = Extract<JournalEvent, { type: 'checkpoint.completed' }>;
+type AssignmentChanged = Extract<JournalEvent, { type: 'assignment.changed' }>;
 
 /** The journal, folded. */
 export interface JournalState {
@@ -24,6 +25,8 @@ export interface JournalState {
   readonly blocks: ReadonlyMap<string, { readonly stream: string; readonly block: ReceivedBlock }>;
   /** True when the app stopped gracefully last time. */
   readonly stoppedCleanly: boolean;
+  /** The last assignment of partitions to workers (cluster runs). */
+  readonly assignment: AssignmentChanged | undefined;
 }
 
 /**
@@ -39,6 +42,7 @@ export function foldJournal(events: readonly JournalEvent[]): JournalState {
   const completed = new Set<number>();
   const blocks = new Map<string, { stream: string; block: ReceivedBlock }>();
   let stoppedCleanly = false;
+  let assignment: AssignmentChanged | undefined;
   for (const e of events) {
     switch (e.type) {
       case 'context.started':
@@ -60,6 +64,9 @@ export function foldJournal(events: readonly JournalEvent[]): JournalState {
       case 'context.stopped':
         stoppedCleanly = true;
         break;
+      case 'assignment.changed':
+        assignment = e;
+        break;
       default:
         assertNever(e);
     }
@@ -71,6 +78,7 @@ export function foldJournal(events: readonly JournalEvent[]): JournalState {
     completed,
     blocks,
     stoppedCleanly,
+    assignment,
   };
 }
 

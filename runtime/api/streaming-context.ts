@@ -6,8 +6,8 @@
 import { promises as fs } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../../actors/checkpointer.ts';
+import { type JoinedCluster, joinCluster } from '../../actors/cluster-driver.ts';
 import { type BatchInfo, Driver } from '../../actors/driver.ts';
-import { type Reply, type StateMessage, unwrap } from '../../actors/messages.ts';
 import { type GeneratorStreamOptions, generatorSource } from '../../actors/receivers/generator.ts';
 import { type JetStreamStreamOptions, jetstreamSource } from '../../actors/receivers/jetstream.ts';
 import { type NatsStreamOptions, natsSource } from '../../actors/receivers/nats.ts';
@@ -17,18 +17,19 @@ import { actorReceiverHost } from '../../actors/receivers/receiver-host.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../../actors/receivers/text-file.ts';
 import { type OpenedCheckpoint, openCheckpoint } from '../../actors/recovery.ts';
-import { type ActorRef, type ActorSystem, ask, spawnActor, startActorSystem, stopActor } from '../../actors/system.ts';
+import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../../actors/system.ts';
+import { Worker } from '../../actors/worker/worker.ts';
 import type { Journal } from '../../journal/journal.ts';
+import { JetStreamSnapshotStore } from '../../snapshots/jetstream-snapshot-store.ts';
 import { type CancelTimer, type Clock, SystemClock } from '../base/clock.ts';
 import { checkDuration } from '../base/durations.ts';
 import { InvalidConfigError, InvalidStateError } from '../base/errors.ts';
 import { createLogger, type Logger } from '../base/logger.ts';
 import { ManualClock } from '../base/manual-clock.ts';
-import { stableKeys } from '../graph/fingerprint.ts';
+import { fingerprintOf, stableKeys } from '../graph/fingerprint.ts';
 import type { GraphNode } from '../graph/graph.ts';
 import { GraphBuilder } from '../graph/graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from '../graph/input-source.ts';
-import { partitionOf } from '../graph/partitioner.ts';
 import { compilePlan } from '../graph/plan.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from '../nats/nats-connection.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
@@ -56,7 +57,28 @@ export interface StreamingContextConfig {
    * the checkpoint's NATS URL when checkpoints are in JetStream.
    */
   readonly nats?: NatsOptions & { readonly url: string };
+  /** Run the batches on worker processes over NATS (see {@link StreamingContext.cluster}). */
+  readonly cluster?: ClusterConfig;
 }
+
+/** Where and on how many workers an app runs as a cluster. */
+export interface ClusterConfig {
+  /** NATS URL of the cluster (credentials and TLS as in checkpoint URLs). */
+  readonly nats: string;
+  /** Live workers the driver waits for before the first batch. */
+  readonly workers: number;
+  /** A worker silent this long loses its leases (default 3000 ms). */
+  readonly leaseMs?: number;
+  /** Give up when the workers are not all there after this long (default: wait forever). */
+  readonly waitForWorkersMs?: number;
+  /** nats.js connection options merged over the URL's. */
+  readonly connection?: NatsOptions['connection'];
+  /** Told while the driver waits for its workers (default: the logger). */
+  readonly onWaiting?: (text: string) => void;
+}
+
+/** Input kinds a cluster worker can read from anywhere (their allocation names the records). */
+const CLUSTER_INPUT_KINDS = new Set(['queue', 'generator', 'jetstream', 'text-file']);
 
 /** Callbacks about the running app (Spark's StreamingListener). */
 export interface StreamingListener {
@@ -115,6 +137,10 @@ export class StreamingContext {
   #journal: Journal | undefined;
   #opened: OpenedCheckpoint | undefined;
   #keys: Map<number, string> | undefined;
+  #cluster: ClusterConfig | undefined;
+  #joined: JoinedCluster | undefined;
+  #clusterNats: NatsConnection | undefined;
+  #plan: ReturnType<typeof compilePlan> | undefined;
   #listeners: StreamingListener[] = [];
   #inputs = new Map<number, OpenInput<unknown>>();
   #system: ActorSystem | undefined;
@@ -148,6 +174,7 @@ export class StreamingContext {
     this.graph.appName = config.appName;
     this.graph.nats = () => this.#natsConnection();
     this.#config = config;
+    if (config.cluster !== undefined) this.cluster(config.cluster.nats, config.cluster);
     this.#terminated = new Promise<void>((resolve, reject) => {
       this.#terminate = { resolve, reject };
     });
@@ -228,6 +255,30 @@ export class StreamingContext {
     this.#natsOptions = options;
   }
 
+  /**
+   * Runs the app's batches on `workers` worker processes (`tributary worker <app>
+   * --nats <url>`) instead of this process: the driver (this context) waits for them,
+   * assigns them the partitions and sends them task descriptions; records travel
+   * worker to worker over NATS. Outputs (print, foreachBatch, saveAsTextFiles) run
+   * here, on the driver. A checkpoint must then be in JetStream (`nats://`).
+   *
+   * @example
+   * ssc.cluster('nats://127.0.0.1:4222', { workers: 3 });
+   */
+  cluster(nats: string, options: Omit<ClusterConfig, 'nats'>): void {
+    this.graph.assertOpen('cluster');
+    if (typeof nats !== 'string' || !isNatsUrl(nats))
+      throw new InvalidConfigError(`cluster needs a nats:// URL, got ${JSON.stringify(nats)}`);
+    parseNatsUrl(nats, { connection: options.connection ?? {} });
+    if (!Number.isSafeInteger(options.workers) || options.workers < 1 || options.workers > 256) {
+      throw new InvalidConfigError(`cluster workers must be a whole number from 1 to 256, got ${String(options.workers)}`);
+    }
+    if (options.leaseMs !== undefined && (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < 300)) {
+      throw new InvalidConfigError(`cluster leaseMs must be a whole number >= 300, got ${String(options.leaseMs)}`);
+    }
+    this.#cluster = { ...options, nats };
+  }
+
   /** Where time comes from. */
   get clock(): Clock {
     return this.#clock;
@@ -273,6 +324,7 @@ export class StreamingContext {
     if (this.#lifecycle !== 'initialized') throw new InvalidStateError(`start() called on a ${this.#lifecycle} context`);
     this.graph.freeze();
     const plan = compilePlan(this.graph.nodes, this.graph.outputs);
+    this.#plan = plan;
     if (plan.stateful.length > 0 && this.#checkpointDir === undefined) {
       this.logger.warn(
         { operators: plan.stateful.map((n) => n.name) },
@@ -281,6 +333,16 @@ export class StreamingContext {
     }
     const keys = stableKeys(this.graph.nodes, this.graph.outputs);
     this.#keys = keys;
+    if (this.#cluster) {
+      try {
+        this.#checkClusterGraph(plan);
+      } catch (error) {
+        this.#lifecycle = 'stopped';
+        this.#error = error as Error;
+        this.#terminate.reject(this.#error);
+        throw error;
+      }
+    }
     const now = this.clock.now();
     this.#zeroTimeMs = Math.floor(now / this.batchDurationMs) * this.batchDurationMs;
     this.#lastTickMs = this.#zeroTimeMs;
@@ -315,17 +377,36 @@ export class StreamingContext {
       this.#terminate.reject(this.#error);
       throw error;
     }
+    if (this.#cluster) {
+      try {
+        this.#joined = await this.#joinCluster(plan, keys);
+      } catch (error) {
+        await this.#shutdown();
+        this.#lifecycle = 'stopped';
+        this.#error = error as Error;
+        this.#terminate.reject(this.#error);
+        throw error;
+      }
+    }
+    const joined = this.#joined;
     this.#driver = new Driver(root, {
       plan,
       clock: this.clock,
       zeroTimeMs: this.#zeroTimeMs,
-      stagePoolSize: this.partitions,
       taskTimeoutMs: this.#config.taskTimeoutMs ?? 600_000,
       inputs: this.#inputs,
       keys,
       checkpointer: this.#checkpointer,
       restored: this.#opened?.restored,
       replay: this.#opened?.replay,
+      cluster: joined
+        ? {
+            transport: joined.transport,
+            assignment: joined.assignment,
+            restore:
+              this.#opened?.resumedFrom !== undefined ? { time: this.#opened.resumedFrom, chains: this.#opened.resumedChains } : undefined,
+          }
+        : undefined,
       listener: {
         checkpointCompleted: (stats) => this.#notify((l) => l.onCheckpointCompleted?.(stats)),
         batchSubmitted: (time) => this.#notify((l) => l.onBatchSubmitted?.({ time })),
@@ -358,6 +439,7 @@ export class StreamingContext {
         keys,
         settings: this.#checkpointSettings(plan),
         logger: this.logger,
+        loadStates: this.#cluster === undefined,
       });
     try {
       return await open();
@@ -369,6 +451,123 @@ export class StreamingContext {
       await fs.rename(dir, aside);
       return open();
     }
+  }
+
+  /** A cluster reads inputs on workers and keeps snapshots where workers reach them. */
+  #checkClusterGraph(plan: ReturnType<typeof compilePlan>): void {
+    for (const node of plan.inputs) {
+      if (node.kind === 'input' && !CLUSTER_INPUT_KINDS.has(node.source.kind)) {
+        throw new InvalidConfigError(
+          `${node.name} cannot run on a cluster yet: its receiver runs in one process; use ${[...CLUSTER_INPUT_KINDS].join(', ')} sources (e.g. jetstreamStream)`,
+        );
+      }
+    }
+    if (plan.stateful.length > 0 && this.#checkpointDir !== undefined && !isNatsUrl(this.#checkpointDir)) {
+      throw new InvalidConfigError(
+        `a cluster keeps checkpoints in JetStream, where its workers write their snapshots: use ssc.checkpoint('nats://...'), not ${this.#checkpointDir}`,
+      );
+    }
+  }
+
+  async #joinCluster(plan: ReturnType<typeof compilePlan>, keys: Map<number, string>): Promise<JoinedCluster> {
+    const c = this.#cluster as ClusterConfig;
+    const target = parseNatsUrl(c.nats, { connection: c.connection ?? {} });
+    const nc = await connectNats(target, `tributary-${this.appName}-cluster-driver`);
+    this.#clusterNats = nc;
+    const joined = await joinCluster({
+      nc,
+      appName: this.appName,
+      replicas: target.replicas,
+      plan,
+      keys,
+      graph: fingerprintOf(this.graph.nodes, this.graph.outputs, keys),
+      workers: c.workers,
+      leaseMs: c.leaseMs,
+      waitMs: c.waitForWorkersMs,
+      epoch: this.#opened?.checkpointer.epoch ?? 1,
+      previous: this.#opened?.assignment,
+      logger: this.logger,
+      onWaiting: c.onWaiting,
+    });
+    await this.#checkpointer?.assignmentChanged({
+      v: 1,
+      type: 'assignment.changed',
+      time: this.#lastTickMs,
+      epoch: joined.assignment.epoch,
+      slots: joined.journaled.slots,
+      inputs: joined.journaled.inputs,
+    });
+    return joined;
+  }
+
+  /**
+   * Serves this app as a cluster worker: registers over NATS, waits for the driver's
+   * assignment and runs its partitions until `stop()`. `tributary worker <app>` calls
+   * this; the app module is the same the driver runs.
+   *
+   * @example
+   * const worker = await ssc.runWorker({ nats: 'nats://127.0.0.1:4222' });
+   * await worker.run();
+   */
+  async runWorker(
+    options: {
+      readonly nats?: string;
+      readonly id?: string;
+      readonly leaseMs?: number;
+      readonly connection?: NatsOptions['connection'];
+    } = {},
+  ): Promise<Worker> {
+    if (this.#lifecycle !== 'initialized') throw new InvalidStateError(`runWorker() called on a ${this.#lifecycle} context`);
+    const url = options.nats ?? this.#cluster?.nats;
+    if (url === undefined) throw new InvalidConfigError('a worker needs the cluster NATS URL (--nats)');
+    this.graph.freeze();
+    const plan = compilePlan(this.graph.nodes, this.graph.outputs);
+    this.#plan = plan;
+    this.#checkClusterGraph(plan);
+    const keys = stableKeys(this.graph.nodes, this.graph.outputs);
+    this.#keys = keys;
+    const target = parseNatsUrl(url, { connection: options.connection ?? this.#cluster?.connection ?? {} });
+    const nc = await connectNats(target, `tributary-${this.appName}-worker`);
+    const dir = this.#checkpointDir;
+    const snapshots = dir !== undefined && isNatsUrl(dir) ? await this.#workerSnapshotStore(dir) : undefined;
+    this.#lifecycle = 'active';
+    const worker = await Worker.create({
+      appName: this.appName,
+      nc,
+      replicas: target.replicas,
+      plan,
+      keys,
+      graph: fingerprintOf(this.graph.nodes, this.graph.outputs, keys),
+      snapshots: snapshots?.store,
+      id: options.id,
+      leaseMs: options.leaseMs ?? this.#cluster?.leaseMs,
+      logger: this.logger,
+      openInputs: async (zeroTimeMs) => {
+        this.#zeroTimeMs = zeroTimeMs;
+        const opened = new Map<number, OpenInput<unknown>>();
+        for (const node of plan.inputs) if (node.kind === 'input') opened.set(node.id, await node.source.open(this.#sourceEnv(node)));
+        return opened;
+      },
+    });
+    void worker
+      .run()
+      .catch(() => {})
+      .finally(() => {
+        this.#lifecycle = 'stopped';
+        void nc.drain().catch(() => {});
+        void snapshots?.nc.drain().catch(() => {});
+        const io = this.#nats;
+        this.#nats = undefined;
+        if (io) void io.then((c) => c.drain()).catch(() => {});
+        this.#terminate.resolve();
+      });
+    return worker;
+  }
+
+  async #workerSnapshotStore(dir: string): Promise<{ store: JetStreamSnapshotStore; nc: NatsConnection }> {
+    const target = parseNatsUrl(dir, this.#natsOptions);
+    const nc = await connectNats(target, `tributary-${this.appName}-worker-snapshots`);
+    return { store: new JetStreamSnapshotStore(nc, this.appName, target.replicas, this.logger), nc };
   }
 
   /** The shared NATS connection of sources and sinks, opened on first use. */
@@ -405,10 +604,8 @@ export class StreamingContext {
         const driver = this.#driver;
         if (driver === undefined || this.#lifecycle !== 'active')
           throw new InvalidStateError(`state(${uid}) read on a ${this.#lifecycle} context`);
-        const ref = driver.stateRefs(node.id)[partitionOf(key, node.partitions)];
-        if (ref === undefined) throw new InvalidStateError(`state(${uid}) is not running (no output uses it)`);
-        const reply = await ask<StateMessage, Reply<unknown>>(ref, (replyTo) => ({ type: 'state.lookup', replyTo, key }), 30_000);
-        return unwrap(reply) as S | undefined;
+        if (!this.#plan?.stateful.includes(node)) throw new InvalidStateError(`state(${uid}) is not running (no output uses it)`);
+        return (await driver.lookup(node.id, key)) as S | undefined;
       },
     };
   }
@@ -599,6 +796,12 @@ export class StreamingContext {
       await this.#checkpointer?.drain();
       await journal.close().catch((error: unknown) => this.logger.error({ err: error }, 'closing the journal failed'));
     }
+    const joined = this.#joined;
+    this.#joined = undefined;
+    if (joined) await joined.leave().catch(() => {});
+    const clusterNats = this.#clusterNats;
+    this.#clusterNats = undefined;
+    if (clusterNats) await clusterNats.drain().catch(() => {});
     if (this.#root) stopActor(this.#root);
     if (this.#system && this.#config.actorSystem === undefined) stopActor(this.#system);
     this.#root = undefined;

@@ -20,3 +20,16 @@ export function concatAll<T>(arrays: readonly (readonly T[])[]): T[] {
   }
   return out;
 }
+
+/**
+ * Splits records into `n` contiguous partitions (order is kept when concatenated).
+ *
+ * @example
+ * splitIntoPartitions([1, 2, 3], 2) // [[1, 2], [3]]
+ */
+export function splitIntoPartitions(records: readonly unknown[], n: number): unknown[][] {
+  const out: unknown[][] = [];
+  const size = Math.ceil(records.length / n);
+  for (let p = 0; p < n; p++) out.push(records.slice(p * size, (p + 1) * size));
+  return out;
+}

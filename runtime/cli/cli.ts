@@ -2,7 +2,8 @@
 /**
  * The `tributary` command.
  *
- *   tributary run <app> [--forever] [--duration <s>] [--supervise] [-- app args]
+ *   tributary run <app> [--forever] [--duration <s>] [--supervise] [--nats <url> --workers <n>] [-- app args]
+ *   tributary worker <app> --nats <url> [--id <name>] [-- app args]
  *   tributary chaos word-count [--kills n] [--seed s] [--targets driver,nats] [--journal file|nats] [--bad-input]
  */
 import * as path from 'node:path';
@@ -34,9 +35,24 @@ function seconds(value: string): number {
   return n;
 }
 
-async function run(file: string, args: string[], options: { forever?: boolean; duration: number; status: boolean }): Promise<void> {
+async function run(
+  file: string,
+  args: string[],
+  options: { forever?: boolean; duration: number; status: boolean; nats?: string; workers?: number },
+): Promise<void> {
   const app = await loadApp(file);
   const ssc = await app({ args });
+  if (options.nats !== undefined || options.workers !== undefined) {
+    if (options.nats === undefined || options.workers === undefined) {
+      throw new TributaryError(
+        'INVALID_CONFIG',
+        '--nats and --workers go together: the driver runs the app on that many workers over NATS',
+      );
+    }
+    if (ssc.lifecycle !== 'initialized')
+      throw new TributaryError('INVALID_CONFIG', `${file} started its context itself: --workers cannot apply`);
+    ssc.cluster(options.nats, { workers: options.workers, onWaiting: (text) => process.stderr.write(`${text}\n`) });
+  }
   const status = new StatusLine();
   if (options.status) ssc.addStreamingListener({ onBatchCompleted: (info) => status.update(info) });
   let stopping = false;
@@ -71,6 +87,8 @@ program
   .option('--forever', 'run until stopped (default: stop after --duration)')
   .option('--duration <seconds>', 'stop gracefully after this many seconds', seconds, 20)
   .option('--no-status', 'do not show the live status line')
+  .option('--nats <url>', 'run the batches on worker processes over this NATS (with --workers)')
+  .option('--workers <n>', 'with --nats: live workers to wait for before the first batch', (v) => positiveInt(v))
   .option('--supervise', 'restart the driver after a failure (with backoff)')
   .option('--max-restarts <n>', 'with --supervise: crashes allowed within the window', (v) => positiveInt(v), 5)
   .option('--restart-window <seconds>', 'with --supervise: the window crashes are counted in', seconds, 60)
@@ -89,6 +107,8 @@ program
   });
 
 interface RunCliOptions {
+  nats?: string;
+  workers?: number;
   forever?: boolean;
   duration: number;
   status: boolean;
@@ -96,6 +116,28 @@ interface RunCliOptions {
   maxRestarts: number;
   restartWindow: number;
 }
+
+program
+  .command('worker')
+  .description('serve an app as a cluster worker: register over NATS and run the partitions the driver assigns')
+  .argument('<app>', 'path to the same app module the driver runs')
+  .argument('[args...]', 'arguments passed to the app')
+  .requiredOption('--nats <url>', 'NATS URL of the cluster (nats://[user:pass@]host:port[?creds=...&tls=1])')
+  .option('--id <name>', 'worker id (default: host, pid and a random suffix)')
+  .allowUnknownOption(true)
+  .action(async (file: string, args: string[], options: { nats: string; id?: string }) => {
+    const app = await loadApp(file);
+    const ssc = await app({ args });
+    const worker = await ssc.runWorker({ nats: options.nats, ...(options.id ? { id: options.id } : {}) });
+    process.stderr.write(`worker ${worker.id} registered for ${ssc.appName}; waiting for the driver\n`);
+    const stop = (why: string) => {
+      process.stderr.write(`worker ${worker.id} stopping (${why})\n`);
+      void worker.stop();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    await worker.run();
+  });
 
 /** True for the value of --max-restarts or --restart-window (dropped with the option). */
 function isOptionValue(all: string[], i: number): boolean {

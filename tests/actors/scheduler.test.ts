@@ -1,8 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { type BatchInfo, Driver } from '../../actors/driver.ts';
-import type { Reply, StateMessage } from '../../actors/messages.ts';
-import { ask, startActorSystem, stopActor } from '../../actors/system.ts';
+import { startActorSystem, stopActor } from '../../actors/system.ts';
 import { BatchFailedError, type DStream, StreamingContext, type StreamingContextConfig } from '../../runtime/api/index.ts';
 import { collectBatches, ManualClock } from '../../runtime/api/testing.ts';
 import type { GraphNode } from '../../runtime/graph/graph.ts';
@@ -432,7 +431,6 @@ async function driverHarness(ssc: StreamingContext) {
     plan,
     clock: ssc.clock,
     zeroTimeMs: 0,
-    stagePoolSize: 2,
     taskTimeoutMs: 60_000,
     inputs,
     listener: {
@@ -457,11 +455,7 @@ async function driverHarness(ssc: StreamingContext) {
     },
     /** The committed state of every partition of the stateful operator `operator`. */
     snapshots(operator: string): Promise<unknown[]> {
-      return Promise.all(
-        driver
-          .stateRefs(stateful(operator).id)
-          .map((ref) => ask<StateMessage, Reply<unknown>>(ref, (replyTo) => ({ type: 'state.snapshot', replyTo }), 60_000)),
-      ).then((replies) => replies.map((r) => (r.ok ? r.value : r.error)));
+      return driver.stateSnapshots(stateful(operator).id);
     },
     stop: () => stopActor(system),
   };

@@ -1,0 +1,225 @@
+/**
+ * The driver's side of the data plane: it sends task descriptions (assignments,
+ * batch runs, commits, checkpoint captures) to the workers and gathers their
+ * completions and the partitions of streams whose outputs run on the driver. It
+ * never sees other records. One coordinator serves both hosts: in-process it talks
+ * to one worker over the local transport, on a cluster to many over NATS.
+ */
+import { concatAll } from '../runtime/base/arrays.ts';
+import { InvalidStateError } from '../runtime/base/errors.ts';
+import type { Allocation } from '../runtime/graph/wire.ts';
+import { decodeFailure, type EncodedFailure } from './transport/failure-codec.ts';
+import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Transport } from './transport/transport.ts';
+
+/** What a batch produced for the driver. */
+export interface BatchResult {
+  /** Input records read, all inputs together. */
+  readonly records: number;
+  /** The records of each output's stream, by output id, partitions in order. */
+  readonly outputs: ReadonlyMap<number, unknown[]>;
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+interface RunningBatch {
+  readonly time: number;
+  readonly waiting: Set<string>;
+  records: number;
+  readonly outputs: Map<number, Map<number, unknown[]>>;
+  resolve(result: BatchResult): void;
+  reject(error: Error): void;
+}
+
+/**
+ * Sends tasks to `workers` over `transport` and collects what they report.
+ *
+ * @example
+ * const c = new BatchCoordinator(hub.endpoint(DRIVER), ['local'], 60_000);
+ * await c.assign(assignment, zeroTimeMs);
+ * const { outputs } = await c.runBatch(1000, allocations, false);
+ * await c.commit(1000);
+ */
+export class BatchCoordinator {
+  readonly #transport: Transport;
+  readonly #timeoutMs: number;
+  #workers: readonly string[];
+  #assignment: AssignmentWire | undefined;
+  #nextRequest = 1;
+  readonly #pending = new Map<number, Pending>();
+  #batch: RunningBatch | undefined;
+  #abandoned = false;
+
+  constructor(transport: Transport, workers: readonly string[], timeoutMs: number) {
+    this.#transport = transport;
+    this.#workers = workers;
+    this.#timeoutMs = timeoutMs;
+    transport.onMessage((from, m) => this.#handle(from, m));
+  }
+
+  /** The current assignment, once sent. */
+  get assignment(): AssignmentWire | undefined {
+    return this.#assignment;
+  }
+
+  /** Sends every worker the assignment (and where to restore state from); resolves when all took it. */
+  async assign(assignment: AssignmentWire, zeroTimeMs: number, restore?: RestoreSpec): Promise<void> {
+    this.#assignment = assignment;
+    this.#workers = [...new Set([...assignment.slots, ...Object.values(assignment.inputs)])].sort();
+    await Promise.all(
+      this.#workers.map((w) =>
+        this.#request(w, (requestId) => ({
+          type: 'assign',
+          requestId,
+          assignment,
+          zeroTimeMs,
+          ...(restore ? { restore } : {}),
+        })),
+      ),
+    );
+  }
+
+  /** Runs a batch on every worker; resolves with the partitions of driver-side outputs. */
+  runBatch(time: number, allocations: ReadonlyMap<number, Allocation>, skipOutputs: boolean): Promise<BatchResult> {
+    if (this.#batch) return Promise.reject(new InvalidStateError(`batch ${time} started while batch ${this.#batch.time} runs`));
+    const result = new Promise<BatchResult>((resolve, reject) => {
+      this.#batch = { time, waiting: new Set(this.#workers), records: 0, outputs: new Map(), resolve, reject };
+    });
+    const message: ClusterMessage = { type: 'batch.run', time, allocations: [...allocations], skipOutputs };
+    for (const w of this.#workers) {
+      this.#transport.send(w, message).catch((error: unknown) => this.#settleBatch(error as Error));
+    }
+    return this.#deadline(result, `batch ${time}`).finally(() => {
+      this.#batch = undefined;
+    });
+  }
+
+  /** Makes every worker's state changes of batch `time` final. */
+  async commit(time: number): Promise<void> {
+    await Promise.all(this.#workers.map((w) => this.#request(w, (requestId) => ({ type: 'batch.commit', requestId, time }))));
+  }
+
+  /** Undoes every worker's state changes of batch `time` (its failure is being reported). */
+  async abort(time: number): Promise<void> {
+    this.#settleBatch(new InvalidStateError(`batch ${time} was aborted`));
+    await Promise.all(this.#workers.map((w) => this.#request(w, (requestId) => ({ type: 'batch.abort', requestId, time }))));
+  }
+
+  /** Every worker captures its partitions as of `time` (writing them itself on a cluster). */
+  async capture(time: number, full: readonly string[]): Promise<CapturedPartition[]> {
+    const parts = await Promise.all(
+      this.#workers.map((w) => this.#request(w, (requestId) => ({ type: 'state.capture', requestId, time, full }))),
+    );
+    return (parts as CapturedPartition[][]).flat();
+  }
+
+  /** The committed value of `key` in stateful node `nodeId`, asked of the worker that owns `partition`. */
+  lookup(nodeId: number, partition: number, key: unknown): Promise<unknown> {
+    const owner = this.#ownerOf(partition);
+    return this.#request(owner, (requestId) => ({ type: 'state.lookup', requestId, nodeId, key }));
+  }
+
+  /** The committed state of every partition of `nodeId`, in partition order. */
+  async snapshots(nodeId: number): Promise<unknown[]> {
+    const parts = (await Promise.all(
+      this.#workers.map((w) => this.#request(w, (requestId) => ({ type: 'state.snapshot', requestId, nodeId }))),
+    )) as [number, unknown][][];
+    return parts
+      .flat()
+      .sort((a, b) => a[0] - b[0])
+      .map(([, s]) => s);
+  }
+
+  /** Gives up at once: nothing pending resolves, nothing more is sent. */
+  abandon(): void {
+    this.#abandoned = true;
+    const error = new InvalidStateError('the driver was abandoned');
+    this.#settleBatch(error);
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+  }
+
+  #ownerOf(partition: number): string {
+    const a = this.#assignment;
+    if (a === undefined) throw new InvalidStateError('no assignment yet');
+    return a.slots[partition % a.slots.length] as string;
+  }
+
+  #request(to: string, build: (requestId: number) => ClusterMessage): Promise<unknown> {
+    if (this.#abandoned) return Promise.reject(new InvalidStateError('the driver was abandoned'));
+    const requestId = this.#nextRequest++;
+    const message = build(requestId);
+    const reply = new Promise<unknown>((resolve, reject) => this.#pending.set(requestId, { resolve, reject }));
+    this.#transport.send(to, message).catch((error: unknown) => {
+      this.#pending.get(requestId)?.reject(error as Error);
+      this.#pending.delete(requestId);
+    });
+    return this.#deadline(reply, `${message.type} on ${to}`).finally(() => this.#pending.delete(requestId));
+  }
+
+  #deadline<T>(promise: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new InvalidStateError(`${what}: no answer within ${this.#timeoutMs} ms (taskTimeoutMs)`)),
+        this.#timeoutMs,
+      );
+      timer.unref();
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  #settleBatch(error: Error | undefined, result?: BatchResult): void {
+    const b = this.#batch;
+    if (b === undefined) return;
+    this.#batch = undefined;
+    if (error) b.reject(error);
+    else b.resolve(result as BatchResult);
+  }
+
+  #handle(from: string, m: ClusterMessage): void {
+    if (this.#abandoned) return;
+    switch (m.type) {
+      case 'piece': {
+        const b = this.#batch;
+        const [time, kind, op, q] = m.key.split('|');
+        if (b === undefined || kind !== 'out' || Number(time) !== b.time) return;
+        let parts = b.outputs.get(Number(op));
+        if (parts === undefined) {
+          parts = new Map();
+          b.outputs.set(Number(op), parts);
+        }
+        parts.set(Number(q), m.records as unknown[]);
+        return;
+      }
+      case 'batch.done': {
+        const b = this.#batch;
+        if (b === undefined || b.time !== m.time) return;
+        b.records += m.records;
+        b.waiting.delete(from);
+        if (b.waiting.size > 0) return;
+        const outputs = new Map<number, unknown[]>();
+        for (const [op, parts] of b.outputs) outputs.set(op, concatAll([...parts].sort((x, y) => x[0] - y[0]).map(([, r]) => r)));
+        this.#settleBatch(undefined, { records: b.records, outputs });
+        return;
+      }
+      case 'batch.failed': {
+        if (this.#batch?.time !== m.time) return;
+        this.#settleBatch(decodeFailure(m.failure as EncodedFailure | Error));
+        return;
+      }
+      case 'reply': {
+        const p = this.#pending.get(m.requestId);
+        if (p === undefined) return;
+        this.#pending.delete(m.requestId);
+        if (m.ok) p.resolve(m.value);
+        else p.reject(decodeFailure(m.failure as EncodedFailure | Error));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The driver joining its cluster: registers itself (with its graph) in the cluster
+ * bucket, waits for enough live workers whose graph matches (a clear line while it
+ * waits; a worker with another graph is refused, naming the differences), opens its
+ * end of the data plane and assigns the partition slots: the journaled assignment
+ * again when its workers are all back, else a fresh rendezvous one.
+ */
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { delayMs } from '../runtime/base/clock.ts';
+import { InvalidConfigError } from '../runtime/base/errors.ts';
+import type { Logger } from '../runtime/base/logger.ts';
+import { compareFingerprints } from '../runtime/graph/fingerprint.ts';
+import type { Plan } from '../runtime/graph/plan.ts';
+import type { FingerprintEntry } from '../runtime/graph/wire.ts';
+import { assign } from './assignment.ts';
+import { keepRegistered, LEASE_MS_DEFAULT, listWorkers, openClusterBucket, type WorkerInfo } from './membership.ts';
+import { NatsTransport } from './transport/nats.ts';
+import { type AssignmentWire, DRIVER } from './transport/transport.ts';
+
+/** What joining needs. */
+export interface JoinClusterOptions {
+  readonly nc: NatsConnection;
+  readonly appName: string;
+  readonly replicas: number;
+  readonly plan: Plan;
+  readonly keys: ReadonlyMap<number, string>;
+  readonly graph: readonly FingerprintEntry[];
+  /** Workers to wait for. */
+  readonly workers: number;
+  readonly leaseMs?: number | undefined;
+  /** Epoch of the assignment (the journal's writer epoch). */
+  readonly epoch: number;
+  /** The assignment journaled last, by input key. */
+  readonly previous?: { readonly slots: readonly string[]; readonly inputs: Readonly<Record<string, string>> } | undefined;
+  /** Give up waiting for workers after this long (default: wait forever). */
+  readonly waitMs?: number | undefined;
+  readonly logger: Logger;
+  /** Told every few seconds while the driver waits (the CLI prints it). */
+  readonly onWaiting?: ((text: string) => void) | undefined;
+}
+
+/** The driver's place in a cluster. */
+export interface JoinedCluster {
+  readonly transport: NatsTransport;
+  readonly assignment: AssignmentWire;
+  /** The assignment with inputs named by their stable keys (as journaled). */
+  readonly journaled: { readonly slots: readonly string[]; readonly inputs: Readonly<Record<string, string>> };
+  readonly workers: readonly WorkerInfo[];
+  /** How long the driver waited for its workers (ms). */
+  readonly waitedMs: number;
+  leave(): Promise<void>;
+}
+
+const WAIT_REPORT_MS = 2000;
+
+/**
+ * Joins (or forms) the cluster of an app as its driver.
+ *
+ * @example
+ * const joined = await joinCluster({ nc, appName, replicas: 1, plan, keys, graph, workers: 3, epoch: 1, logger });
+ */
+export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster> {
+  if (!Number.isSafeInteger(o.workers) || o.workers < 1)
+    throw new InvalidConfigError(`workers must be a whole number >= 1, got ${o.workers}`);
+  const leaseMs = o.leaseMs ?? LEASE_MS_DEFAULT;
+  const kv = await openClusterBucket(o.nc, o.appName, o.replicas, leaseMs);
+  const unregister = await keepRegistered(kv, 'driver', { graph: o.graph, pid: process.pid, epoch: o.epoch }, leaseMs, o.logger);
+  try {
+    const started = performance.now();
+    const workers = await waitForWorkers(kv, o, started);
+    const waitedMs = performance.now() - started;
+    const transport = await NatsTransport.open(o.nc, o.appName, DRIVER, { logger: o.logger });
+    const slots = Math.max(1, ...[...o.plan.byId.values()].map((n) => n.partitions));
+    const inputIds = o.plan.inputs.map((n) => n.id);
+    const ids = workers.map((w) => w.id);
+    let assignment = assign(slots, inputIds, ids, o.epoch);
+    const prev = o.previous;
+    // A restarted driver resumes the journaled assignment when every worker in it is back.
+    if (prev && prev.slots.length === slots && [...prev.slots, ...Object.values(prev.inputs)].every((w) => ids.includes(w))) {
+      const inputs: Record<string, string> = {};
+      for (const id of inputIds) {
+        const w = prev.inputs[o.keys.get(id) as string];
+        inputs[String(id)] = w ?? (assignment.inputs[String(id)] as string);
+      }
+      assignment = { epoch: o.epoch, slots: [...prev.slots], inputs };
+    }
+    const journaledInputs: Record<string, string> = {};
+    for (const id of inputIds) journaledInputs[o.keys.get(id) as string] = assignment.inputs[String(id)] as string;
+    o.logger.info({ workers: ids, slots: assignment.slots, waitedMs: Math.round(waitedMs) }, 'cluster formed');
+    return {
+      transport,
+      assignment,
+      journaled: { slots: assignment.slots, inputs: journaledInputs },
+      workers,
+      waitedMs,
+      leave: async () => {
+        await transport.close();
+        await unregister();
+      },
+    };
+  } catch (error) {
+    await unregister();
+    throw error;
+  }
+}
+
+async function waitForWorkers(kv: KV, o: JoinClusterOptions, started: number): Promise<WorkerInfo[]> {
+  const refused = new Set<string>();
+  let reportedAt = Number.NEGATIVE_INFINITY;
+  for (;;) {
+    const live: WorkerInfo[] = [];
+    for (const w of await listWorkers(kv)) {
+      const differences = compareFingerprints(o.graph, w.graph);
+      if (differences.length === 0) {
+        live.push(w);
+        continue;
+      }
+      if (!refused.has(w.id)) {
+        refused.add(w.id);
+        o.logger.error(
+          { worker: w.id, differences },
+          `worker ${w.id} refused: its app graph differs from the driver's: ${differences.join('; ')}`,
+        );
+        o.onWaiting?.(`worker ${w.id} refused: its app graph differs from the driver's: ${differences.join('; ')}`);
+      }
+    }
+    if (live.length >= o.workers) return live.slice(0, o.workers);
+    const now = performance.now();
+    if (o.waitMs !== undefined && now - started > o.waitMs) {
+      throw new InvalidConfigError(
+        `${o.appName}: ${live.length} of ${o.workers} workers registered after ${Math.round(o.waitMs / 1000)} s; start them with \`tributary worker <app> --nats <url>\``,
+      );
+    }
+    if (now - reportedAt >= WAIT_REPORT_MS) {
+      reportedAt = now;
+      const text = `waiting for ${o.workers} workers of ${o.appName}: ${live.length} registered${live.length ? ` (${live.map((w) => w.id).join(', ')})` : ''}; start them with \`tributary worker <app> --nats <url>\``;
+      o.logger.info({ registered: live.length, wanted: o.workers }, text);
+      o.onWaiting?.(text);
+    }
+    await delayMs(200);
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * A worker's half of every batch: it holds the state partitions of the slots it
+ * owns and runs its batch-partitions in plan order, sending each piece of data to
+ * the worker that needs it (input partitions from their reader, shuffle buckets
+ * from map side to reduce side, whole-batch inputs to slot 0's owner, outputs to
+ * the driver). The driver sends only task descriptions. The same code runs in the
+ * driver's process (local transport) and in `tributary worker` processes (NATS).
+ */
+import { concatAll, splitIntoPartitions } from '../../runtime/base/arrays.ts';
+import { assertNever } from '../../runtime/base/assert.ts';
+import { InvalidStateError, OperatorFailure } from '../../runtime/base/errors.ts';
+import type { Logger } from '../../runtime/base/logger.ts';
+import type { GraphNode, PartitionState } from '../../runtime/graph/graph.ts';
+import type { OpenInput } from '../../runtime/graph/input-source.ts';
+import { partitionOf } from '../../runtime/graph/partitioner.ts';
+import { isActive, type Plan } from '../../runtime/graph/plan.ts';
+import type { Allocation, SnapshotData } from '../../runtime/graph/wire.ts';
+import { ownerOf } from '../assignment.ts';
+import { encodeFailure } from '../transport/failure-codec.ts';
+import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Transport } from '../transport/transport.ts';
+import { DRIVER } from '../transport/transport.ts';
+import { Inbox } from './inbox.ts';
+import { collectPartition, mapPartition, reducePartition, wholeBatch } from './stage-work.ts';
+
+/** Builds (or restores) one state partition this worker takes over. */
+export type StateLoader = (
+  node: GraphNode,
+  operator: string,
+  partition: number,
+  restore: RestoreSpec | undefined,
+) => Promise<PartitionState>;
+
+/** Where a worker writes the snapshots of its partitions itself (a cluster); absent in-process. */
+export interface SnapshotWriter {
+  write(key: { readonly operator: string; readonly partition: number; readonly time: number }, data: SnapshotData): Promise<number>;
+}
+
+/** What a worker needs. */
+export interface PartitionWorkerConfig {
+  readonly plan: Plan;
+  readonly transport: Transport;
+  /** Stable keys of nodes (snapshot names). */
+  readonly keys: ReadonlyMap<number, string>;
+  /** Inputs this process can read, by node id. */
+  readonly inputs: ReadonlyMap<number, OpenInput<unknown>>;
+  readonly loadState: StateLoader;
+  readonly snapshots?: SnapshotWriter | undefined;
+  /** Throws (FencedError) when this worker no longer holds its leases: nothing may be committed then. */
+  readonly checkOwnership?: (() => Promise<void>) | undefined;
+  /** Runs before an assignment is taken (a cluster worker opens its inputs and takes its leases here). */
+  readonly onAssign?: ((assignment: AssignmentWire, zeroTimeMs: number, owned: readonly number[]) => Promise<void>) | undefined;
+  readonly logger?: Logger | undefined;
+}
+
+type Assign = Extract<ClusterMessage, { type: 'assign' }>;
+
+/**
+ * Runs the batch-partitions of one worker.
+ *
+ * @example
+ * const worker = new PartitionWorker({ plan, transport: hub.endpoint('local'), keys, inputs, loadState });
+ */
+export class PartitionWorker {
+  readonly #cfg: PartitionWorkerConfig;
+  readonly #inbox = new Inbox();
+  #assignment: AssignmentWire | undefined;
+  #zeroTimeMs = 0;
+  /** State partitions this worker owns, by node id then partition. */
+  readonly #states = new Map<number, Map<number, PartitionState>>();
+  #stepped: PartitionState[] = [];
+  #running: Promise<void> = Promise.resolve();
+  #control: Promise<void> = Promise.resolve();
+  #abandoned = false;
+
+  constructor(cfg: PartitionWorkerConfig) {
+    this.#cfg = cfg;
+    cfg.transport.onMessage((from, message) => this.#handle(from, message));
+  }
+
+  /** The name of this worker on the transport. */
+  get id(): string {
+    return this.#cfg.transport.self;
+  }
+
+  /** Stops at once, as a killed process would: no further step, nothing committed. */
+  abandon(): void {
+    this.#abandoned = true;
+    this.#inbox.abort(new InvalidStateError('the worker was abandoned'));
+  }
+
+  #handle(from: string, m: ClusterMessage): void {
+    if (this.#abandoned) return;
+    switch (m.type) {
+      case 'piece':
+        this.#inbox.put(m.key, m.records);
+        return;
+      case 'assign':
+        this.#reply(from, m.requestId, () => this.#assign(m));
+        return;
+      case 'batch.run':
+        this.#running = this.#run(m.time, new Map(m.allocations), m.skipOutputs);
+        return;
+      case 'batch.commit':
+        this.#reply(from, m.requestId, async () => {
+          await this.#running;
+          await this.#cfg.checkOwnership?.();
+          for (const s of this.#stepped) s.commit();
+          this.#stepped = [];
+          this.#inbox.clear(m.time);
+        });
+        return;
+      case 'batch.abort':
+        this.#reply(from, m.requestId, async () => {
+          this.#inbox.abort(new InvalidStateError(`batch ${m.time} was aborted`), m.time);
+          await this.#running;
+          for (const s of this.#stepped) s.rollback();
+          this.#stepped = [];
+          this.#inbox.clear(m.time);
+        });
+        return;
+      case 'state.capture':
+        this.#reply(from, m.requestId, () => this.#capture(m.time, new Set(m.full)));
+        return;
+      case 'state.lookup':
+        this.#reply(from, m.requestId, async () => {
+          const node = this.#cfg.plan.byId.get(m.nodeId) as GraphNode;
+          const q = partitionOf(m.key, node.partitions);
+          const s = this.#states.get(m.nodeId)?.get(q);
+          return s?.lookup ? s.lookup(m.key) : undefined;
+        });
+        return;
+      case 'state.snapshot':
+        this.#reply(from, m.requestId, async () => {
+          const out: [number, unknown][] = [];
+          for (const [q, s] of this.#states.get(m.nodeId) ?? []) out.push([q, s.toSnapshot()]);
+          return out;
+        });
+        return;
+      case 'batch.done':
+      case 'batch.failed':
+      case 'reply':
+        this.#cfg.logger?.warn({ type: m.type, from }, 'a worker received a message meant for the driver');
+        return;
+      default:
+        assertNever(m);
+    }
+  }
+
+  /**
+   * Control messages run one after another, in the order the driver sent them (a
+   * rollback is done before a later read of the state); batches run beside them.
+   */
+  #reply(to: string, requestId: number, work: () => unknown): void {
+    const done = this.#control.then(work);
+    this.#control = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    done.then(
+      (value) => this.#send(to, { type: 'reply', requestId, ok: true, value }),
+      (error: unknown) => this.#send(to, { type: 'reply', requestId, ok: false, failure: this.#failure(error) }),
+    );
+  }
+
+  #failure(error: unknown) {
+    return this.#cfg.transport.local ? (error as Error) : encodeFailure(error);
+  }
+
+  #send(to: string, message: ClusterMessage): Promise<void> {
+    if (to === this.id && message.type === 'piece') {
+      this.#inbox.put(message.key, message.records);
+      return Promise.resolve();
+    }
+    return this.#cfg.transport.send(to, message).catch((error: unknown) => {
+      this.#cfg.logger?.error({ err: error, to, type: message.type }, 'sending failed');
+      this.#inbox.abort(error as Error);
+    });
+  }
+
+  async #assign(m: Assign): Promise<void> {
+    const owned = m.assignment.slots.flatMap((w, q) => (w === this.id ? [q] : []));
+    await this.#cfg.onAssign?.(m.assignment, m.zeroTimeMs, owned);
+    this.#assignment = m.assignment;
+    this.#zeroTimeMs = m.zeroTimeMs;
+    for (const node of this.#cfg.plan.stateful) {
+      if (node.kind !== 'stateful') continue;
+      const operator = this.#key(node.id);
+      const mine = this.#states.get(node.id) ?? new Map<number, PartitionState>();
+      for (const q of [...mine.keys()]) if (!this.#owns(q)) mine.delete(q);
+      const loads: Promise<void>[] = [];
+      for (let q = 0; q < node.partitions; q++) {
+        if (!this.#owns(q) || mine.has(q)) continue;
+        loads.push(this.#cfg.loadState(node, operator, q, m.restore).then((s) => void mine.set(q, s)));
+      }
+      await Promise.all(loads);
+      this.#states.set(node.id, mine);
+    }
+  }
+
+  #owns(q: number): boolean {
+    return ownerOf(this.#assignment as AssignmentWire, q) === this.id;
+  }
+
+  #key(nodeId: number): string {
+    return this.#cfg.keys.get(nodeId) ?? String(nodeId);
+  }
+
+  /** Captures (and, on a cluster, writes) the snapshot of every partition this worker owns. */
+  async #capture(time: number, full: ReadonlySet<string>): Promise<CapturedPartition[]> {
+    const out: CapturedPartition[] = [];
+    const writer = this.#cfg.snapshots;
+    if (writer) await this.#cfg.checkOwnership?.();
+    for (const node of this.#cfg.plan.stateful) {
+      const operator = this.#key(node.id);
+      for (const [partition, s] of [...(this.#states.get(node.id) ?? [])].sort((a, b) => a[0] - b[0])) {
+        const data = s.capture(full.has(`${operator}/${partition}`));
+        if (writer === undefined) {
+          out.push({ operator, partition, data });
+          continue;
+        }
+        const bytes = await writer.write({ operator, partition, time }, data);
+        out.push({ operator, partition, stored: { kind: data.kind, bytes, entries: data.entries.length } });
+      }
+    }
+    return out;
+  }
+
+  async #run(time: number, allocations: ReadonlyMap<number, Allocation>, skipOutputs: boolean): Promise<void> {
+    await this.#running.catch(() => {});
+    let current = 'input';
+    try {
+      const records = await this.#batch(time, allocations, skipOutputs, (name) => {
+        current = name;
+      });
+      await this.#send(DRIVER, { type: 'batch.done', time, records });
+    } catch (error) {
+      const failure = error instanceof OperatorFailure ? error : OperatorFailure.of(current, error);
+      if (!this.#abandoned) await this.#send(DRIVER, { type: 'batch.failed', time, failure: this.#failure(failure) });
+    }
+  }
+
+  #assertLive(time: number): void {
+    if (this.#abandoned) throw new InvalidStateError('the worker was abandoned');
+    if (this.#inbox.isAborted(time)) throw new InvalidStateError(`batch ${time} was aborted`);
+  }
+
+  /** Runs this worker's part of one batch; returns the input records it read. */
+  async #batch(
+    time: number,
+    allocations: ReadonlyMap<number, Allocation>,
+    skipOutputs: boolean,
+    at: (operator: string) => void,
+  ): Promise<number> {
+    const { plan } = this.#cfg;
+    const a = this.#assignment;
+    if (a === undefined) throw new InvalidStateError(`worker ${this.id} got batch ${time} before an assignment`);
+    const local = new Map<number, Map<number, unknown[]>>();
+    const extras = new Map<number, Map<number, unknown[]>>();
+    const present = new Set<number>();
+    /** Stateful nodes that produced their companion stream (stateSnapshots) this batch. */
+    const extraPresent = new Set<number>();
+    const mine = (n: number): number[] => {
+      const qs: number[] = [];
+      for (let q = 0; q < n; q++) if (this.#owns(q)) qs.push(q);
+      return qs;
+    };
+    const put = (m: Map<number, Map<number, unknown[]>>, id: number, q: number, records: unknown[]) => {
+      let parts = m.get(id);
+      if (parts === undefined) {
+        parts = new Map();
+        m.set(id, parts);
+      }
+      parts.set(q, records);
+    };
+    const get = (id: number, q: number): unknown[] => local.get(id)?.get(q) ?? [];
+    let records = 0;
+    const sends: Promise<void>[] = [];
+    const send = (to: string, key: string, data: readonly unknown[]) => sends.push(this.#send(to, { type: 'piece', key, records: data }));
+
+    for (const node of plan.inputs) {
+      present.add(node.id);
+      if (a.inputs[String(node.id)] !== this.id) continue;
+      at(node.name);
+      const input = this.#cfg.inputs.get(node.id);
+      if (input === undefined) throw new InvalidStateError(`worker ${this.id} cannot read input ${node.name}`);
+      const data = await input.read(allocations.get(node.id) as Allocation);
+      records += data.length;
+      splitIntoPartitions(data, node.partitions).forEach((part, q) => {
+        send(ownerOf(a, q), `${time}|in|${node.id}|${q}`, part);
+      });
+    }
+    for (const node of plan.order) {
+      this.#assertLive(time);
+      at(node.name);
+      const active = isActive(node.slideMs, time, this.#zeroTimeMs);
+      switch (node.kind) {
+        case 'input':
+          for (const q of mine(node.partitions))
+            put(local, node.id, q, (await this.#inbox.take(`${time}|in|${node.id}|${q}`, time)) as unknown[]);
+          break;
+        case 'narrow': {
+          const source = plan.chainOf(node).source;
+          if (!active || !present.has(source.id)) break;
+          for (const q of mine(node.partitions)) put(local, node.id, q, collectPartition(plan, node, get(source.id, q), time));
+          present.add(node.id);
+          break;
+        }
+        case 'shuffle': {
+          if (!active) break;
+          const sources = node.parents.map((parent) => plan.feedOf(parent).source);
+          sources.forEach((source, i) => {
+            if (!present.has(source.id)) return;
+            for (const p of mine(source.partitions)) {
+              const buckets = mapPartition(plan, node, i, p, get(source.id, p), time);
+              for (let q = 0; q < node.partitions; q++) send(ownerOf(a, q), `${time}|sh|${node.id}|${i}|${p}|${q}`, buckets[q] ?? []);
+            }
+          });
+          for (const q of mine(node.partitions)) {
+            const itemsPerParent: unknown[][] = [];
+            for (const [i, source] of sources.entries()) {
+              if (!present.has(source.id)) {
+                itemsPerParent.push([]);
+                continue;
+              }
+              const chunks: unknown[][] = [];
+              for (let p = 0; p < source.partitions; p++)
+                chunks.push((await this.#inbox.take(`${time}|sh|${node.id}|${i}|${p}|${q}`, time)) as unknown[]);
+              itemsPerParent.push(concatAll(chunks));
+            }
+            put(local, node.id, q, reducePartition(node, itemsPerParent, time));
+          }
+          present.add(node.id);
+          break;
+        }
+        case 'stateful': {
+          const parent = node.parents[0] as GraphNode;
+          if (!present.has(parent.id)) break;
+          const wantExtra = node.snapshotsWanted;
+          for (const q of mine(node.partitions)) {
+            const s = this.#states.get(node.id)?.get(q);
+            if (s === undefined) throw new InvalidStateError(`worker ${this.id} has no state for ${node.name} partition ${q}`);
+            this.#stepped.push(s);
+            const r = s.step(get(parent.id, q), time, active, wantExtra);
+            if (active) put(local, node.id, q, r.output ?? []);
+            if (wantExtra) put(extras, node.id, q, r.extra ?? []);
+          }
+          if (active) present.add(node.id);
+          if (wantExtra) extraPresent.add(node.id);
+          break;
+        }
+        case 'whole': {
+          if (!active) break;
+          const gatherer = ownerOf(a, 0);
+          node.parents.forEach((parent, i) => {
+            if (!present.has(parent.id)) return;
+            for (const q of mine(parent.partitions)) send(gatherer, `${time}|wh|${node.id}|${i}|${q}`, get(parent.id, q));
+          });
+          if (gatherer === this.id) {
+            const batches: unknown[][] = [];
+            for (const [i, parent] of node.parents.entries()) {
+              const parts: unknown[][] = [];
+              if (present.has(parent.id)) {
+                for (let q = 0; q < parent.partitions; q++)
+                  parts.push((await this.#inbox.take(`${time}|wh|${node.id}|${i}|${q}`, time)) as unknown[]);
+              }
+              batches.push(concatAll(parts));
+            }
+            const out = wholeBatch(node, batches, time);
+            splitIntoPartitions(out, node.partitions).forEach((part, q) => {
+              send(ownerOf(a, q), `${time}|wo|${node.id}|${q}`, part);
+            });
+          }
+          for (const q of mine(node.partitions))
+            put(local, node.id, q, (await this.#inbox.take(`${time}|wo|${node.id}|${q}`, time)) as unknown[]);
+          present.add(node.id);
+          break;
+        }
+        case 'state-view': {
+          const parent = node.parents[0] as GraphNode;
+          if (!active || !extraPresent.has(parent.id)) break;
+          for (const q of mine(node.partitions)) put(local, node.id, q, extras.get(parent.id)?.get(q) ?? []);
+          present.add(node.id);
+          break;
+        }
+        default:
+          assertNever(node);
+      }
+    }
+    this.#assertLive(time);
+    if (!skipOutputs) {
+      for (const op of plan.outputs) {
+        if (!present.has(op.stream.id)) continue;
+        for (const q of mine(op.stream.partitions)) send(DRIVER, `${time}|out|${op.id}|${q}`, get(op.stream.id, q));
+      }
+    }
+    await Promise.all(sends);
+    return records;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The stateless work of a batch-partition, as pure functions of the compiled plan:
+ * a fused narrow chain, a shuffle's map side and reduce side, a whole-batch
+ * operator. A failing partition is run again with every operator blaming itself,
+ * so the error names the operator that threw.
+ */
+import { assert } from '../../runtime/base/assert.ts';
+import { OperatorFailure } from '../../runtime/base/errors.ts';
+import type { GraphNode } from '../../runtime/graph/graph.ts';
+import { runChain } from '../../runtime/graph/operators/narrow.ts';
+import { blamingSink, type Plan } from '../../runtime/graph/plan.ts';
+
+/**
+ * Runs the fused chain that produces `node` over one partition of its source.
+ *
+ * @example
+ * const out = collectPartition(plan, node, input, 1000);
+ */
+export function collectPartition(plan: Plan, node: GraphNode, input: readonly unknown[], time: number): unknown[] {
+  const chain = plan.chainOf(node);
+  const out: unknown[] = [];
+  try {
+    runChain(chain.ops, input as unknown[], time, (r) => out.push(r));
+  } catch (error) {
+    blame(error, () => runChain(chain.blamingOps, input as unknown[], time, () => {}), node.name);
+  }
+  return out;
+}
+
+/**
+ * The map side of shuffle `node` over partition `partition` of parent `parentIndex`:
+ * its items for each output partition.
+ *
+ * @example
+ * const buckets = mapPartition(plan, node, 0, 1, input, 1000); // buckets[q] goes to partition q
+ */
+export function mapPartition(
+  plan: Plan,
+  node: GraphNode,
+  parentIndex: number,
+  partition: number,
+  input: readonly unknown[],
+  time: number,
+): unknown[][] {
+  assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
+  const parent = node.parents[parentIndex] as GraphNode;
+  const chain = plan.feedOf(parent);
+  const side = node.shuffle.mapSide(parentIndex, partition, node.partitions);
+  try {
+    runChain(chain.ops, input as unknown[], time, side.sink);
+  } catch (error) {
+    blame(
+      error,
+      () => {
+        const again = node.shuffle.mapSide(parentIndex, partition, node.partitions);
+        runChain(chain.blamingOps, input as unknown[], time, blamingSink(again.sink, node.name));
+      },
+      node.name,
+    );
+  }
+  return side.finish();
+}
+
+/**
+ * The reduce side of shuffle `node` for one output partition.
+ *
+ * @example
+ * const out = reducePartition(node, [itemsOfParent0], 1000);
+ */
+export function reducePartition(node: GraphNode, itemsPerParent: unknown[][], time: number): unknown[] {
+  assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
+  try {
+    return node.shuffle.reduceSide(itemsPerParent, time);
+  } catch (error) {
+    throw OperatorFailure.of(node.name, error);
+  }
+}
+
+/**
+ * A whole-batch operator (transform, union of differently partitioned streams...).
+ *
+ * @example
+ * const out = wholeBatch(node, [recordsOfParent0, recordsOfParent1], 1000);
+ */
+export function wholeBatch(node: GraphNode, batches: unknown[][], time: number): unknown[] {
+  assert(node.kind === 'whole', `node ${node.name} is not a whole-batch operator`);
+  try {
+    return node.whole(batches, time);
+  } catch (error) {
+    throw OperatorFailure.of(node.name, error);
+  }
+}
+
+/**
+ * Finds which operator of a failed partition threw by running it again with every
+ * operator tagging its errors; throws that tagged error. If the re-run does not
+ * fail (a non-deterministic function), the first error is blamed on `fallback`.
+ */
+function blame(first: unknown, rerun: () => void, fallback: string): never {
+  try {
+    rerun();
+  } catch (tagged) {
+    throw tagged instanceof OperatorFailure ? tagged : OperatorFailure.of(fallback, tagged);
+  }
+  throw OperatorFailure.of(fallback, first);
+}
