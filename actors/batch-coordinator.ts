@@ -5,6 +5,7 @@
  * never sees other records. One coordinator serves both hosts: in-process it talks
  * to one worker over the local transport, on a cluster to many over NATS.
  */
+import { randomBytes } from 'node:crypto';
 import { concatAll } from '../runtime/base/arrays.ts';
 import { InvalidStateError } from '../runtime/base/errors.ts';
 import type { Allocation } from '../runtime/graph/wire.ts';
@@ -51,6 +52,7 @@ export class BatchCoordinator {
   readonly #pending = new Map<number, Pending>();
   #batch: RunningBatch | undefined;
   #abandoned = false;
+  readonly #session = randomBytes(6).toString('hex');
 
   constructor(transport: Transport, workers: readonly string[], timeoutMs: number) {
     this.#transport = transport;
@@ -75,6 +77,7 @@ export class BatchCoordinator {
           requestId,
           assignment,
           zeroTimeMs,
+          session: this.#session,
           ...(restore ? { restore } : {}),
         })),
       ),

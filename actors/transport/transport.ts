@@ -47,6 +47,8 @@ export type ClusterMessage =
       readonly assignment: AssignmentWire;
       /** The app's zero time (batch activity of windowed nodes depends on it). */
       readonly zeroTimeMs: number;
+      /** Names the driver's run: a worker rebuilds its state partitions for a new one (restored, never left over). */
+      readonly session: string;
       readonly restore?: RestoreSpec;
     }
   | {
@@ -67,7 +69,7 @@ export type ClusterMessage =
   | { readonly type: 'state.lookup'; readonly requestId: number; readonly nodeId: number; readonly key: unknown }
   | { readonly type: 'state.snapshot'; readonly requestId: number; readonly nodeId: number }
   // worker -> worker (and -> driver for outputs)
-  | { readonly type: 'piece'; readonly key: string; readonly records: readonly unknown[] }
+  | { readonly type: 'piece'; readonly key: string; readonly records: readonly unknown[]; readonly session?: string }
   // worker -> driver
   | { readonly type: 'batch.done'; readonly time: number; readonly records: number }
   | { readonly type: 'batch.failed'; readonly time: number; readonly failure: EncodedFailure | Error }

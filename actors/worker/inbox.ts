@@ -61,6 +61,14 @@ export class Inbox {
     }
   }
 
+  /** Rejects every wait and forgets every piece and abort (a new driver run begins). */
+  reset(error: Error): void {
+    for (const w of this.#waiters.values()) w.reject(error);
+    this.#waiters.clear();
+    this.#items.clear();
+    this.#aborted.clear();
+  }
+
   /** Forgets every piece and abort of batch `time` and earlier (the batch is over). */
   clear(time: number): void {
     for (const key of this.#items.keys()) if (Number(key.slice(0, key.indexOf('|'))) <= time) this.#items.delete(key);

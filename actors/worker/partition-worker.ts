@@ -71,6 +71,7 @@ export class PartitionWorker {
   #running: Promise<void> = Promise.resolve();
   #control: Promise<void> = Promise.resolve();
   #abandoned = false;
+  #session: string | undefined;
 
   constructor(cfg: PartitionWorkerConfig) {
     this.#cfg = cfg;
@@ -92,7 +93,8 @@ export class PartitionWorker {
     if (this.#abandoned) return;
     switch (m.type) {
       case 'piece':
-        this.#inbox.put(m.key, m.records);
+        // A piece a peer sent for an earlier driver run is stale.
+        if (m.session === undefined || m.session === this.#session) this.#inbox.put(m.key, m.records);
         return;
       case 'assign':
         this.#reply(from, m.requestId, () => this.#assign(m));
@@ -182,6 +184,14 @@ export class PartitionWorker {
     await this.#cfg.onAssign?.(m.assignment, m.zeroTimeMs, owned);
     this.#assignment = m.assignment;
     this.#zeroTimeMs = m.zeroTimeMs;
+    if (m.session !== this.#session) {
+      // A new driver run restores from its checkpoint and replays: state left from an earlier run must go.
+      this.#session = m.session;
+      this.#inbox.reset(new InvalidStateError('a new driver run began'));
+      await this.#running.catch(() => {});
+      this.#states.clear();
+      this.#stepped = [];
+    }
     for (const node of this.#cfg.plan.stateful) {
       if (node.kind !== 'stateful') continue;
       const operator = this.#key(node.id);
@@ -227,15 +237,19 @@ export class PartitionWorker {
 
   async #run(time: number, allocations: ReadonlyMap<number, Allocation>, skipOutputs: boolean): Promise<void> {
     await this.#running.catch(() => {});
+    const session = this.#session;
     let current = 'input';
     try {
       const records = await this.#batch(time, allocations, skipOutputs, (name) => {
         current = name;
       });
-      await this.#send(DRIVER, { type: 'batch.done', time, records });
+      if (session === this.#session) await this.#send(DRIVER, { type: 'batch.done', time, records });
     } catch (error) {
       const failure = error instanceof OperatorFailure ? error : OperatorFailure.of(current, error);
-      if (!this.#abandoned) await this.#send(DRIVER, { type: 'batch.failed', time, failure: this.#failure(failure) });
+      // A batch of an earlier driver run reports nothing: the new driver may be running that same time.
+      if (!this.#abandoned && session === this.#session) {
+        await this.#send(DRIVER, { type: 'batch.failed', time, failure: this.#failure(failure) });
+      }
     }
   }
 
@@ -275,7 +289,9 @@ export class PartitionWorker {
     const get = (id: number, q: number): unknown[] => local.get(id)?.get(q) ?? [];
     let records = 0;
     const sends: Promise<void>[] = [];
-    const send = (to: string, key: string, data: readonly unknown[]) => sends.push(this.#send(to, { type: 'piece', key, records: data }));
+    const session = this.#session;
+    const send = (to: string, key: string, data: readonly unknown[]) =>
+      sends.push(this.#send(to, { type: 'piece', key, records: data, ...(session ? { session } : {}) }));
 
     for (const node of plan.inputs) {
       present.add(node.id);

@@ -124,11 +124,16 @@ program
   .argument('[args...]', 'arguments passed to the app')
   .requiredOption('--nats <url>', 'NATS URL of the cluster (nats://[user:pass@]host:port[?creds=...&tls=1])')
   .option('--id <name>', 'worker id (default: host, pid and a random suffix)')
+  .option('--lease-ms <ms>', 'lease time: the driver and every worker must agree (default 3000)', (v) => positiveInt(v))
   .allowUnknownOption(true)
-  .action(async (file: string, args: string[], options: { nats: string; id?: string }) => {
+  .action(async (file: string, args: string[], options: { nats: string; id?: string; leaseMs?: number }) => {
     const app = await loadApp(file);
     const ssc = await app({ args });
-    const worker = await ssc.runWorker({ nats: options.nats, ...(options.id ? { id: options.id } : {}) });
+    const worker = await ssc.runWorker({
+      nats: options.nats,
+      ...(options.id ? { id: options.id } : {}),
+      ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
+    });
     process.stderr.write(`worker ${worker.id} registered for ${ssc.appName}; waiting for the driver\n`);
     const stop = (why: string) => {
       process.stderr.write(`worker ${worker.id} stopping (${why})\n`);

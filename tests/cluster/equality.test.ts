@@ -1,0 +1,78 @@
+/**
+ * The same apps, on the same deterministic input and the same batch times, run in
+ * one process and on 3 worker processes over a real nats-server: every output of
+ * every batch must be identical, in content and order (the running totals and the
+ * mapWithState snapshots are the operators' whole state, batch by batch).
+ */
+import test from 'ava';
+import { ManualClock } from '../../runtime/api/testing.ts';
+import { BATCH_MS, buildClusterApp, type ClusterAppName } from '../helpers/cluster-apps.ts';
+import { startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
+import { startNatsServer } from '../helpers/nats-server.ts';
+
+const BATCHES = 8;
+const START_MS = 1_000_000 * BATCH_MS;
+
+type Outputs = Map<string, unknown[]>;
+
+function collector(): { outputs: Outputs; emit: (output: string, time: number, records: unknown[]) => void } {
+  const outputs: Outputs = new Map();
+  return { outputs, emit: (output, time, records) => outputs.set(`${output}@${time}`, records) };
+}
+
+async function inProcess(app: ClusterAppName): Promise<Outputs> {
+  const { outputs, emit } = collector();
+  const ssc = buildClusterApp(app, { clock: new ManualClock(START_MS), emit });
+  await ssc.start();
+  await ssc.runBatches(BATCHES);
+  await ssc.stop();
+  return outputs;
+}
+
+async function onCluster(app: ClusterAppName, url: string): Promise<Outputs> {
+  const workers = await startWorkers(url, app, 3, `${app}-w`);
+  try {
+    const { outputs, emit } = collector();
+    const ssc = buildClusterApp(app, { clock: new ManualClock(START_MS), emit });
+    ssc.cluster(url, { workers: 3 });
+    await ssc.start();
+    await ssc.runBatches(BATCHES);
+    await ssc.stop();
+    return outputs;
+  } finally {
+    await stopWorkers(workers);
+  }
+}
+
+for (const [app, outputsExpected] of [
+  ['windowed', ['window', 'totals']],
+  ['join', ['join', 'left-outer-count']],
+  ['sessions', ['sessions', 'snapshots']],
+] as const) {
+  test(`cluster - ${app}: 3 worker processes give every batch's outputs exactly as one process does`, async (t) => {
+    t.timeout(120_000);
+    const server = await startNatsServer();
+    try {
+      const local = await inProcess(app);
+      const cluster = await onCluster(app, server.url);
+      t.deepEqual([...cluster.keys()].sort(), [...local.keys()].sort());
+      for (const output of outputsExpected) {
+        const keys = [...local.keys()].filter((k) => k.startsWith(`${output}@`));
+        t.true(keys.length >= BATCHES - 2, `${output} ran in most batches`);
+        t.true(
+          keys.some((k) => (local.get(k) as unknown[]).length > 0),
+          `${output} produced records`,
+        );
+      }
+      for (const [key, records] of local) t.deepEqual(cluster.get(key), records, key);
+      if (app === 'sessions') {
+        t.true(
+          [...local.values()].flat().some((r) => typeof r === 'string' && r.includes('timed out')),
+          'some key timed out',
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+}
