@@ -52,9 +52,10 @@ export class BatchCoordinator {
   readonly #pending = new Map<number, Pending>();
   #batch: RunningBatch | undefined;
   #abandoned = false;
-  readonly #session = randomBytes(6).toString('hex');
+  readonly #session: string;
 
-  constructor(transport: Transport, workers: readonly string[], timeoutMs: number) {
+  constructor(transport: Transport, workers: readonly string[], timeoutMs: number, session = randomBytes(6).toString('hex')) {
+    this.#session = session;
     this.#transport = transport;
     this.#workers = workers;
     this.#timeoutMs = timeoutMs;

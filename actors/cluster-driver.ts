@@ -5,6 +5,7 @@
  * end of the data plane and assigns the partition slots: the journaled assignment
  * again when its workers are all back, else a fresh rendezvous one.
  */
+import { randomBytes } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { delayMs } from '../runtime/base/clock.ts';
@@ -47,6 +48,8 @@ export interface JoinedCluster {
   /** The assignment with inputs named by their stable keys (as journaled). */
   readonly journaled: { readonly slots: readonly string[]; readonly inputs: Readonly<Record<string, string>> };
   readonly workers: readonly WorkerInfo[];
+  /** Names this driver run; workers serving another run give their leases back. */
+  readonly session: string;
   /** How long the driver waited for its workers (ms). */
   readonly waitedMs: number;
   leave(): Promise<void>;
@@ -65,7 +68,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
     throw new InvalidConfigError(`workers must be a whole number >= 1, got ${o.workers}`);
   const leaseMs = o.leaseMs ?? LEASE_MS_DEFAULT;
   const kv = await openClusterBucket(o.nc, o.appName, o.replicas, leaseMs);
-  const unregister = await keepRegistered(kv, 'driver', { graph: o.graph, pid: process.pid, epoch: o.epoch }, leaseMs, o.logger);
+  const session = randomBytes(6).toString('hex');
+  const unregister = await keepRegistered(kv, 'driver', { graph: o.graph, pid: process.pid, epoch: o.epoch, session }, leaseMs, o.logger);
   try {
     const started = performance.now();
     const workers = await waitForWorkers(kv, o, started);
@@ -93,6 +97,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       assignment,
       journaled: { slots: assignment.slots, inputs: journaledInputs },
       workers,
+      session,
       waitedMs,
       leave: async () => {
         await transport.close();

@@ -64,6 +64,8 @@ export interface ClusterPlacement {
   /** The driver's endpoint of the data plane. */
   readonly transport: Transport;
   readonly assignment: AssignmentWire;
+  /** This driver run's name (registered with the driver). */
+  readonly session: string;
   /** The checkpoint workers restore their partitions from. */
   readonly restore?: RestoreSpec | undefined;
 }
@@ -129,7 +131,7 @@ export class Driver {
     this.#journaledPositions = this.#positions();
     const keys = cfg.keys ?? new Map(cfg.plan.order.map((n) => [n.id, String(n.id)]));
     if (cfg.cluster) {
-      this.#coordinator = new BatchCoordinator(cfg.cluster.transport, cfg.cluster.assignment.slots, cfg.taskTimeoutMs);
+      this.#coordinator = new BatchCoordinator(cfg.cluster.transport, cfg.cluster.assignment.slots, cfg.taskTimeoutMs, cfg.cluster.session);
       this.#ready = this.#coordinator.assign(cfg.cluster.assignment, cfg.zeroTimeMs, cfg.cluster.restore);
     } else {
       const hub = new LocalHub();

@@ -32,6 +32,10 @@
  *                  jetstreamStream's read rate vs an ordered consumer's raw rate on a
  *                  500k-message stream (target >= 0.8x), and the replay after a crash.
  *                  See bench/nats.ts.
+ *   6. cluster     a nats-server and two worker processes: a CPU-bound job (20 µs a
+ *                  record + reduceByKey) on 1 vs 2 workers (target >= 1.6x), the
+ *                  bytes/s the workers' data plane moved, and the stateless word
+ *                  count on 2 workers vs in-process. See bench/cluster.ts.
  *
  * Per-batch times (2, 3) are the wall time of `runBatches(1)` plus the state commit
  * that nact runs just after it resolves; BatchInfo.processingMs, which leaves the
@@ -43,6 +47,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { benchCheckpoint } from './checkpoint.ts';
+import { benchCluster } from './cluster.ts';
 import { benchNats } from './nats.ts';
 import { benchState } from './state.ts';
 import { type Row, renderTable } from './table.ts';
@@ -56,6 +61,7 @@ const BENCHES: Record<string, () => Promise<Row[]>> = {
   state: () => benchState(),
   checkpoint: () => benchCheckpoint(),
   nats: () => benchNats(),
+  cluster: () => benchCluster(),
 };
 
 function reexecWithGc(): never {

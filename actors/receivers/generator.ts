@@ -55,6 +55,16 @@ export function generatorSource<T = string>(options: GeneratorStreamOptions<T>):
           for (let seq = allocation.from; seq < allocation.to; seq++) out[seq - allocation.from] = make(seq, seed);
           return out;
         },
+        async readPartition(allocation: Allocation, partition: number, partitions: number): Promise<T[]> {
+          assert(allocation.type === 'sequence', `generatorStream cannot read a ${allocation.type} allocation`);
+          // The same slice splitIntoPartitions would cut from the whole batch.
+          const size = Math.ceil(Math.max(0, allocation.to - allocation.from) / partitions);
+          const from = allocation.from + partition * size;
+          const to = Math.min(allocation.to, from + size);
+          const out: T[] = new Array(Math.max(0, to - from));
+          for (let seq = from; seq < to; seq++) out[seq - from] = make(seq, seed);
+          return out;
+        },
         async close() {},
       };
     },

@@ -72,10 +72,17 @@ export class PartitionWorker {
   #control: Promise<void> = Promise.resolve();
   #abandoned = false;
   #session: string | undefined;
+  /** The session of an assignment being taken (its leases are this session's already). */
+  #assigning: string | undefined;
 
   constructor(cfg: PartitionWorkerConfig) {
     this.#cfg = cfg;
     cfg.transport.onMessage((from, message) => this.#handle(from, message));
+  }
+
+  /** The driver run this worker serves (or is taking an assignment from). */
+  get session(): string | undefined {
+    return this.#assigning ?? this.#session;
   }
 
   /** The name of this worker on the transport. */
@@ -181,7 +188,12 @@ export class PartitionWorker {
 
   async #assign(m: Assign): Promise<void> {
     const owned = m.assignment.slots.flatMap((w, q) => (w === this.id ? [q] : []));
-    await this.#cfg.onAssign?.(m.assignment, m.zeroTimeMs, owned);
+    this.#assigning = m.session;
+    try {
+      await this.#cfg.onAssign?.(m.assignment, m.zeroTimeMs, owned);
+    } finally {
+      this.#assigning = undefined;
+    }
     this.#assignment = m.assignment;
     this.#zeroTimeMs = m.zeroTimeMs;
     if (m.session !== this.#session) {
@@ -290,14 +302,42 @@ export class PartitionWorker {
     let records = 0;
     const sends: Promise<void>[] = [];
     const session = this.#session;
-    const send = (to: string, key: string, data: readonly unknown[]) =>
-      sends.push(this.#send(to, { type: 'piece', key, records: data, ...(session ? { session } : {}) }));
+    /** Sends to other processes not yet handed to the socket. */
+    let outgoing: Promise<void>[] = [];
+    const send = (to: string, key: string, data: readonly unknown[]) => {
+      const sent = this.#send(to, { type: 'piece', key, records: data, ...(session ? { session } : {}) });
+      sends.push(sent);
+      if (to !== this.id && !this.#cfg.transport.local) outgoing.push(sent);
+    };
+    /**
+     * Lets pieces already sent leave the process before a CPU-bound step: NATS writes
+     * on a later microtask, and a peer waiting for them would otherwise idle until
+     * this worker's step ends (measured: 2 workers no faster than 1).
+     */
+    const flush = async () => {
+      if (outgoing.length === 0) return;
+      const pending = outgoing;
+      outgoing = [];
+      await Promise.all(pending);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    };
 
     for (const node of plan.inputs) {
       present.add(node.id);
+      const input = this.#cfg.inputs.get(node.id);
+      if (input?.readPartition) {
+        // A source that reads by partition is read where each partition is computed.
+        at(node.name);
+        const allocation = allocations.get(node.id) as Allocation;
+        for (const q of mine(node.partitions)) {
+          const part = await input.readPartition(allocation, q, node.partitions);
+          records += part.length;
+          this.#inbox.put(`${time}|in|${node.id}|${q}`, part);
+        }
+        continue;
+      }
       if (a.inputs[String(node.id)] !== this.id) continue;
       at(node.name);
-      const input = this.#cfg.inputs.get(node.id);
       if (input === undefined) throw new InvalidStateError(`worker ${this.id} cannot read input ${node.name}`);
       const data = await input.read(allocations.get(node.id) as Allocation);
       records += data.length;
@@ -306,6 +346,7 @@ export class PartitionWorker {
       });
     }
     for (const node of plan.order) {
+      await flush();
       this.#assertLive(time);
       at(node.name);
       const active = isActive(node.slideMs, time, this.#zeroTimeMs);
@@ -331,6 +372,7 @@ export class PartitionWorker {
               for (let q = 0; q < node.partitions; q++) send(ownerOf(a, q), `${time}|sh|${node.id}|${i}|${p}|${q}`, buckets[q] ?? []);
             }
           });
+          await flush();
           for (const q of mine(node.partitions)) {
             const itemsPerParent: unknown[][] = [];
             for (const [i, source] of sources.entries()) {

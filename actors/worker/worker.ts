@@ -19,7 +19,7 @@ import type { Plan } from '../../runtime/graph/plan.ts';
 import type { FingerprintEntry } from '../../runtime/graph/wire.ts';
 import type { SnapshotStore } from '../../snapshots/snapshot-store.ts';
 import { keepRegistered, LEASE_MS_DEFAULT, openClusterBucket, SlotLeases, type WorkerInfo } from '../membership.ts';
-import { NatsTransport } from '../transport/nats.ts';
+import { NatsTransport, type TransportStats } from '../transport/nats.ts';
 import { PartitionWorker } from './partition-worker.ts';
 
 /** What a worker runs. */
@@ -47,6 +47,7 @@ export type WorkerState = 'initialized' | 'registered' | 'running' | 'stopping' 
 /** Driver information a worker reads from the cluster bucket. */
 interface DriverInfo {
   readonly graph: readonly FingerprintEntry[];
+  readonly session?: string;
 }
 
 /**
@@ -104,6 +105,11 @@ export class Worker {
   /** The slots whose leases this worker holds now. */
   get slots(): number[] {
     return this.#leases?.slots ?? [];
+  }
+
+  /** Bytes and messages this worker's data plane sent and received so far. */
+  get stats(): TransportStats | undefined {
+    return this.#transport?.stats;
   }
 
   /** Resolves when the worker stopped; rejects with what made it fail. */
@@ -167,11 +173,26 @@ export class Worker {
     this.#watch.unref();
   }
 
-  /** Fails the worker when the registered driver runs a different graph. */
+  /**
+   * Fails the worker when the registered driver runs a different graph; gives the
+   * leases back when the driver it served is gone or replaced (so the next driver's
+   * workers need not wait for them to expire).
+   */
   async #checkDriver(): Promise<void> {
-    const entry = await this.#kv.get('driver').catch(() => null);
-    if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) return;
-    const driver = decodeValue(entry.value) as DriverInfo;
+    const entry = await this.#kv.get('driver').catch(() => undefined);
+    if (entry === undefined) return;
+    const driver =
+      entry === null || entry.operation !== 'PUT' || entry.value.length === 0 ? undefined : (decodeValue(entry.value) as DriverInfo);
+    const serving = this.#partitions?.session;
+    if (this.#leases && this.#leases.slots.length > 0 && serving !== undefined && driver?.session !== serving) {
+      const slots = this.#leases.slots;
+      await this.#leases.release();
+      this.#options.logger.info(
+        { worker: this.id, slots },
+        driver ? 'a new driver registered: leases given back' : 'the driver left: leases given back',
+      );
+    }
+    if (driver === undefined) return;
     const differences = compareFingerprints(driver.graph, this.#options.graph);
     if (differences.length === 0) return;
     const error = new InvalidConfigError(

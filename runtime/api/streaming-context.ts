@@ -31,7 +31,7 @@ import type { GraphNode } from '../graph/graph.ts';
 import { GraphBuilder } from '../graph/graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from '../graph/input-source.ts';
 import { compilePlan } from '../graph/plan.ts';
-import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from '../nats/nats-connection.ts';
+import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl, redactNatsUrl } from '../nats/nats-connection.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
 
 /** How a context is configured. */
@@ -267,8 +267,11 @@ export class StreamingContext {
    */
   cluster(nats: string, options: Omit<ClusterConfig, 'nats'>): void {
     this.graph.assertOpen('cluster');
-    if (typeof nats !== 'string' || !isNatsUrl(nats))
-      throw new InvalidConfigError(`cluster needs a nats:// URL, got ${JSON.stringify(nats)}`);
+    if (typeof nats !== 'string' || !isNatsUrl(nats)) {
+      throw new InvalidConfigError(
+        `cluster needs a nats:// URL, got ${typeof nats === 'string' ? JSON.stringify(redactNatsUrl(nats)) : typeof nats}`,
+      );
+    }
     parseNatsUrl(nats, { connection: options.connection ?? {} });
     if (!Number.isSafeInteger(options.workers) || options.workers < 1 || options.workers > 256) {
       throw new InvalidConfigError(`cluster workers must be a whole number from 1 to 256, got ${String(options.workers)}`);
@@ -403,6 +406,7 @@ export class StreamingContext {
         ? {
             transport: joined.transport,
             assignment: joined.assignment,
+            session: joined.session,
             restore:
               this.#opened?.resumedFrom !== undefined ? { time: this.#opened.resumedFrom, chains: this.#opened.resumedChains } : undefined,
           }

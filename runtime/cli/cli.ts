@@ -141,7 +141,16 @@ program
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
-    await worker.run();
+    try {
+      await worker.run();
+    } finally {
+      const s = worker.stats;
+      if (s) {
+        process.stderr.write(
+          `worker ${worker.id} stopped: data plane sent ${s.messagesSent} messages (${s.bytesSent} bytes, ${s.chunksSent} chunks), received ${s.messagesReceived} (${s.bytesReceived} bytes)\n`,
+        );
+      }
+    }
   });
 
 /** True for the value of --max-restarts or --restart-window (dropped with the option). */

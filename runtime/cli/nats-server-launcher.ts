@@ -77,6 +77,8 @@ export interface NatsServerOptions {
   readonly maxPayload?: number;
   /** The server's `server_name`; also names its temporary directory. */
   readonly name?: string;
+  /** Lines added to the server's configuration as they are (an authorization or a tls block). */
+  readonly extraConfig?: string;
   /**
    * Path of the nats-server binary. Without it: $TRIBUTARY_NATS_SERVER, else the
    * pinned build ({@link pinnedNatsServerPath}), else PATH, else /usr/sbin and the like.
@@ -260,6 +262,7 @@ interface ServerSpec {
   readonly jetstream: boolean;
   readonly maxPayload: number | undefined;
   readonly cluster: ClusterMember | undefined;
+  readonly extraConfig?: string | undefined;
 }
 
 function renderConfig(spec: ServerSpec, port: number, dir: string, storeDir: string): string {
@@ -272,6 +275,7 @@ function renderConfig(spec: ServerSpec, port: number, dir: string, storeDir: str
   ];
   if (spec.maxPayload !== undefined) lines.push(`max_payload: ${spec.maxPayload}`);
   if (spec.jetstream) lines.push(`jetstream {`, `  store_dir: ${q(storeDir)}`, `}`);
+  if (spec.extraConfig) lines.push(spec.extraConfig);
   if (spec.cluster !== undefined) {
     const routes = spec.cluster.routePorts.map((p) => q(`nats-route://127.0.0.1:${p}`));
     lines.push(
@@ -490,6 +494,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     name: options.name ?? `s${process.pid}-${++serverCount}`,
     jetstream: options.jetstream ?? true,
     maxPayload: options.maxPayload,
+    extraConfig: options.extraConfig,
     cluster: undefined,
   };
   return launch(spec, options.binary);

@@ -79,6 +79,12 @@ export interface InputRecovery {
 export interface OpenInput<T> {
   allocate(timeMs: number): Promise<Allocation>;
   read(allocation: Allocation): Promise<T[]>;
+  /**
+   * Reads only partition `partition` of `partitions` of the batch: exactly what
+   * splitting `read(allocation)` into contiguous partitions would give. A source
+   * that has it is read where each partition is computed (nothing is shipped).
+   */
+  readPartition?(allocation: Allocation, partition: number, partitions: number): Promise<T[]>;
   /** Where the input stands (queue index, files seen), stored with each checkpoint. */
   position?(): unknown;
   close(): Promise<void>;

@@ -1,7 +1,9 @@
 /**
  * Connections to NATS from a checkpoint URL such as
- * `nats://user:pass@127.0.0.1:4222,127.0.0.1:4223?replicas=3&token=...&creds=/path&tls=1`.
- * Anything nats.js accepts (authenticators, TLS files) can also be passed as options.
+ * `nats://user:pass@127.0.0.1:4222,127.0.0.1:4223?replicas=3&token=...&creds=/path&tls=1`,
+ * with `nkey=<seed file>` for an nkey user and `tlsca=`, `tlscert=`, `tlskey=` for TLS
+ * files. Anything nats.js accepts (authenticators, TLS options) can also be passed as
+ * options. Credentials never appear in messages: see {@link redactNatsUrl}.
  */
 import { readFileSync } from 'node:fs';
 import { JetStreamApiError } from '@nats-io/jetstream';
@@ -10,6 +12,7 @@ import {
   credsAuthenticator,
   type NatsConnection,
   type NodeConnectionOptions,
+  nkeyAuthenticator,
   RequestError,
   TimeoutError,
 } from '@nats-io/transport-node';
@@ -58,7 +61,11 @@ export function isNatsUrl(location: string): boolean {
  */
 export function parseNatsUrl(url: string, options: NatsOptions = {}): NatsTarget {
   const match = /^(nats|tls):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)(?:\/)?(?:\?(.*))?$/i.exec(url);
-  if (!match) throw new InvalidConfigError(`not a NATS URL: ${url} (expected nats://[user[:pass]@]host:port[,host:port][?replicas=n])`);
+  if (!match) {
+    throw new InvalidConfigError(
+      `not a NATS URL: ${redactNatsUrl(url)} (expected nats://[user[:pass]@]host:port[,host:port][?replicas=n])`,
+    );
+  }
   const [, scheme, user, pass, hosts, query] = match;
   const params = new URLSearchParams(query ?? '');
   const servers = (hosts as string).split(',').map((h) => `${scheme === 'tls' ? 'tls' : 'nats'}://${h}`);
@@ -78,12 +85,44 @@ export function parseNatsUrl(url: string, options: NatsOptions = {}): NatsTarget
       throw new InvalidConfigError(`cannot read NATS credentials ${creds}: ${(error as Error).message}`);
     }
   }
-  if (params.get('tls') === '1' || scheme === 'tls') connection.tls = {};
+  const nkey = params.get('nkey');
+  if (nkey) {
+    let seed: Uint8Array;
+    try {
+      seed = new TextEncoder().encode(readFileSync(nkey, 'utf8').trim());
+    } catch (error) {
+      throw new InvalidConfigError(`cannot read the NATS nkey seed file ${nkey}: ${(error as Error).message}`);
+    }
+    connection.authenticator = nkeyAuthenticator(seed);
+  }
+  const tlsFiles = { caFile: params.get('tlsca'), certFile: params.get('tlscert'), keyFile: params.get('tlskey') };
+  if (tlsFiles.caFile || tlsFiles.certFile || tlsFiles.keyFile || params.get('tls') === '1' || scheme === 'tls') {
+    connection.tls = Object.fromEntries(Object.entries(tlsFiles).filter(([, v]) => v)) as {
+      caFile?: string;
+      certFile?: string;
+      keyFile?: string;
+    };
+  }
   const replicas = Number(options.replicas ?? params.get('replicas') ?? 1);
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
     throw new InvalidConfigError(`NATS replicas must be a whole number from 1 to 5, got ${String(replicas)}`);
   }
   return { servers, replicas, connection: { ...connection, ...options.connection } };
+}
+
+/**
+ * A NATS URL fit for messages and logs: the user's password, a token in the user
+ * part and secret query values are replaced by `***` (file paths of creds, nkey
+ * seeds and TLS keys are kept: they name where the secret is, not the secret).
+ *
+ * @example
+ * redactNatsUrl('nats://alice:s3cret@h:4222?token=t') // 'nats://alice:***@h:4222?token=***'
+ */
+export function redactNatsUrl(url: string): string {
+  return url
+    .replace(/^([a-z]+:\/\/)([^:@/]*):([^@/]*)@/i, '$1$2:***@')
+    .replace(/^([a-z]+:\/\/)([^:@/]+)@/i, '$1***@')
+    .replace(/([?&](?:token|pass|password)=)[^&]*/gi, '$1***');
 }
 
 /**

@@ -56,7 +56,12 @@ export function buildClusterApp(name: ClusterAppName, o: ClusterAppOptions = {})
   };
   const ssc = new StreamingContext(config);
   if (o.checkpoint) ssc.checkpoint(o.checkpoint);
-  const emit = o.emit ?? (() => {});
+  // Run by `tributary run`: one line per output and batch on stdout.
+  const emit =
+    o.emit ??
+    ((output: string, time: number, records: unknown[]) => {
+      process.stdout.write(`out ${output} ${time} ${records.length}\n`);
+    });
   const words = (seed: number, rate: number) =>
     ssc
       .generatorStream({ ratePerSecond: rate, seed })
