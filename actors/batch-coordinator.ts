@@ -119,6 +119,13 @@ export class BatchCoordinator {
     return (parts as CapturedPartition[][]).flat();
   }
 
+  /** Asks the worker reading input `nodeId` to cut its receiver's block and allocate batch `time` from `from`. */
+  allocateInput(nodeId: number, time: number, from: number): Promise<Allocation> {
+    const reader = this.#assignment?.inputs[String(nodeId)];
+    if (reader === undefined) return Promise.reject(new InvalidStateError(`no worker reads input ${nodeId}`));
+    return this.#request(reader, (requestId) => ({ type: 'input.allocate', requestId, nodeId, time, from })) as Promise<Allocation>;
+  }
+
   /** The committed value of `key` in stateful node `nodeId`, asked of the worker that owns `partition`. */
   lookup(nodeId: number, partition: number, key: unknown): Promise<unknown> {
     const owner = this.#ownerOf(partition);

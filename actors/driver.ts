@@ -195,6 +195,12 @@ export class Driver {
     return this.#coordinator.lookup(nodeId, partitionOf(key, node.partitions), key);
   }
 
+  /** A receiver's allocation of batch `time`, cut on the worker that runs it (clusters). */
+  async allocateRemote(nodeId: number, time: number, from: number): Promise<Allocation> {
+    await this.#ready;
+    return this.#coordinator.allocateInput(nodeId, time, from);
+  }
+
   /** The committed state of every partition of the stateful node `nodeId` (tests, tools). */
   async stateSnapshots(nodeId: number): Promise<unknown[]> {
     await this.#ready;

@@ -67,6 +67,14 @@ export type ClusterMessage =
       readonly full: readonly string[];
     }
   | { readonly type: 'state.lookup'; readonly requestId: number; readonly nodeId: number; readonly key: unknown }
+  | {
+      /** To the worker running a receiver: cut its block into the log, and name the batch's range from `from`. */
+      readonly type: 'input.allocate';
+      readonly requestId: number;
+      readonly nodeId: number;
+      readonly time: number;
+      readonly from: number;
+    }
   | { readonly type: 'state.snapshot'; readonly requestId: number; readonly nodeId: number }
   // worker -> worker (and -> driver for outputs)
   | { readonly type: 'piece'; readonly key: string; readonly records: readonly unknown[]; readonly session?: string }

@@ -47,6 +47,8 @@ export interface PartitionWorkerConfig {
   readonly snapshots?: SnapshotWriter | undefined;
   /** Throws (FencedError) when this worker no longer holds its leases: nothing may be committed then. */
   readonly checkOwnership?: (() => Promise<void>) | undefined;
+  /** Cuts a receiver's block into its log and returns the batch's allocation (the worker running that receiver). */
+  readonly allocate?: ((nodeId: number, time: number, from: number) => Promise<Allocation>) | undefined;
   /** Runs before an assignment is taken (a cluster worker opens its inputs and takes its leases here). */
   readonly onAssign?: ((assignment: AssignmentWire, zeroTimeMs: number, owned: readonly number[]) => Promise<void>) | undefined;
   readonly logger?: Logger | undefined;
@@ -130,6 +132,21 @@ export class PartitionWorker {
       case 'state.capture':
         this.#reply(from, m.requestId, () => this.#capture(m.time, new Set(m.full)));
         return;
+      case 'input.allocate': {
+        // Beside the control chain: the next batch's input is cut while the current one runs.
+        const allocate = this.#cfg.allocate;
+        const requestId = m.requestId;
+        Promise.resolve()
+          .then(() => {
+            if (allocate === undefined) throw new InvalidStateError(`worker ${this.id} runs no receiver`);
+            return allocate(m.nodeId, m.time, m.from);
+          })
+          .then(
+            (value) => this.#send(from, { type: 'reply', requestId, ok: true, value }),
+            (error: unknown) => this.#send(from, { type: 'reply', requestId, ok: false, failure: this.#failure(error) }),
+          );
+        return;
+      }
       case 'state.lookup':
         this.#reply(from, m.requestId, async () => {
           const node = this.#cfg.plan.byId.get(m.nodeId) as GraphNode;

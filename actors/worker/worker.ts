@@ -16,10 +16,11 @@ import type { Logger } from '../../runtime/base/logger.ts';
 import { compareFingerprints } from '../../runtime/graph/fingerprint.ts';
 import type { OpenInput } from '../../runtime/graph/input-source.ts';
 import type { Plan } from '../../runtime/graph/plan.ts';
-import type { FingerprintEntry } from '../../runtime/graph/wire.ts';
+import type { Allocation, FingerprintEntry } from '../../runtime/graph/wire.ts';
 import type { SnapshotStore } from '../../snapshots/snapshot-store.ts';
 import { keepRegistered, LEASE_MS_DEFAULT, openClusterBucket, SlotLeases, type WorkerInfo } from '../membership.ts';
 import { NatsTransport, type TransportStats } from '../transport/nats.ts';
+import type { AssignmentWire } from '../transport/transport.ts';
 import { PartitionWorker } from './partition-worker.ts';
 
 /** What a worker runs. */
@@ -31,8 +32,14 @@ export interface WorkerOptions {
   readonly plan: Plan;
   readonly keys: ReadonlyMap<number, string>;
   readonly graph: readonly FingerprintEntry[];
-  /** Opens the inputs this worker may read, once the app's zero time is known. */
-  readonly openInputs: (zeroTimeMs: number) => Promise<Map<number, OpenInput<unknown>>>;
+  /**
+   * The inputs this worker may read under `assignment`, once the app's zero time is
+   * known; called on every assignment (a receiver opens on the worker assigned to
+   * read it, and closes on one that no longer is).
+   */
+  readonly openInputs: (zeroTimeMs: number, assignment: AssignmentWire, self: string) => Promise<Map<number, OpenInput<unknown>>>;
+  /** Cuts a receiver's block into its log (see PartitionWorkerConfig.allocate). */
+  readonly allocate?: ((nodeId: number, time: number, from: number) => Promise<Allocation>) | undefined;
   /** Where the app's snapshots live (a JetStream object store), when it checkpoints. */
   readonly snapshots?: SnapshotStore | undefined;
   /** Default: `w-<host>-<pid>-<random>`. */
@@ -68,7 +75,6 @@ export class Worker {
   #leases: SlotLeases | undefined;
   #unregister: (() => Promise<void>) | undefined;
   #inputs = new Map<number, OpenInput<unknown>>();
-  #inputsOpened = false;
   #done!: { resolve(): void; reject(error: Error): void };
   readonly #finished: Promise<void>;
   #watch: NodeJS.Timeout | undefined;
@@ -140,12 +146,12 @@ export class Worker {
       logger: o.logger,
       snapshots: o.snapshots,
       checkOwnership: () => leases.check(),
+      allocate: o.allocate,
       onAssign: async (assignment, zeroTimeMs, owned) => {
         await this.#checkDriver();
-        if (!this.#inputsOpened) {
-          for (const [id, input] of await o.openInputs(zeroTimeMs)) this.#inputs.set(id, input);
-          this.#inputsOpened = true;
-        }
+        const inputs = await o.openInputs(zeroTimeMs, assignment, this.id);
+        this.#inputs.clear();
+        for (const [id, input] of inputs) this.#inputs.set(id, input);
         const started = performance.now();
         await leases.hold(owned, assignment.epoch);
         o.logger.info(

@@ -16,8 +16,10 @@ import { type Receiver, receiverSource } from '../../actors/receivers/receiver.t
 import { actorReceiverHost } from '../../actors/receivers/receiver-host.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../../actors/receivers/text-file.ts';
+import { appendBlock, ensureWal, type WalNames, walAllocation, walNames } from '../../actors/receivers/wal.ts';
 import { type OpenedCheckpoint, openCheckpoint } from '../../actors/recovery.ts';
 import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../../actors/system.ts';
+import type { AssignmentWire } from '../../actors/transport/transport.ts';
 import { Worker } from '../../actors/worker/worker.ts';
 import type { Journal } from '../../journal/journal.ts';
 import { JetStreamSnapshotStore } from '../../snapshots/jetstream-snapshot-store.ts';
@@ -31,6 +33,7 @@ import type { GraphNode } from '../graph/graph.ts';
 import { GraphBuilder } from '../graph/graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from '../graph/input-source.ts';
 import { compilePlan } from '../graph/plan.ts';
+import type { Allocation } from '../graph/wire.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl, redactNatsUrl } from '../nats/nats-connection.ts';
 import { DStream, transformStreams, unionStreams } from './dstream.ts';
 
@@ -77,8 +80,8 @@ export interface ClusterConfig {
   readonly onWaiting?: (text: string) => void;
 }
 
-/** Input kinds a cluster worker can read from anywhere (their allocation names the records). */
-const CLUSTER_INPUT_KINDS = new Set(['queue', 'generator', 'jetstream', 'text-file']);
+/** Input kinds that run a receiver: on a cluster it runs on one worker and writes ahead to a JetStream log. */
+const RECEIVER_KINDS = new Set(['socket', 'nats', 'receiver']);
 
 /** Callbacks about the running app (Spark's StreamingListener). */
 export interface StreamingListener {
@@ -370,7 +373,9 @@ export class StreamingContext {
     try {
       for (const node of plan.inputs) {
         if (node.kind !== 'input') continue;
-        this.#inputs.set(node.id, await node.source.open(this.#sourceEnv(node)));
+        // On a cluster a receiver runs on a worker: the driver only asks it for each batch's range of its log.
+        const remote = this.#cluster && RECEIVER_KINDS.has(node.source.kind);
+        this.#inputs.set(node.id, remote ? await this.#remoteReceiver(node) : await node.source.open(this.#sourceEnv(node)));
       }
     } catch (error) {
       await this.#shutdown();
@@ -459,13 +464,6 @@ export class StreamingContext {
 
   /** A cluster reads inputs on workers and keeps snapshots where workers reach them. */
   #checkClusterGraph(plan: ReturnType<typeof compilePlan>): void {
-    for (const node of plan.inputs) {
-      if (node.kind === 'input' && !CLUSTER_INPUT_KINDS.has(node.source.kind)) {
-        throw new InvalidConfigError(
-          `${node.name} cannot run on a cluster yet: its receiver runs in one process; use ${[...CLUSTER_INPUT_KINDS].join(', ')} sources (e.g. jetstreamStream)`,
-        );
-      }
-    }
     if (plan.stateful.length > 0 && this.#checkpointDir !== undefined && !isNatsUrl(this.#checkpointDir)) {
       throw new InvalidConfigError(
         `a cluster keeps checkpoints in JetStream, where its workers write their snapshots: use ssc.checkpoint('nats://...'), not ${this.#checkpointDir}`,
@@ -473,15 +471,47 @@ export class StreamingContext {
     }
   }
 
-  async #joinCluster(plan: ReturnType<typeof compilePlan>, keys: Map<number, string>): Promise<JoinedCluster> {
+  /** The cluster's NATS connection of this process (opened on first use). */
+  async #clusterConnection(): Promise<{ nc: NatsConnection; replicas: number }> {
     const c = this.#cluster as ClusterConfig;
     const target = parseNatsUrl(c.nats, { connection: c.connection ?? {} });
-    const nc = await connectNats(target, `tributary-${this.appName}-cluster-driver`);
-    this.#clusterNats = nc;
+    this.#clusterNats ??= await connectNats(target, `tributary-${this.appName}-cluster-driver`);
+    return { nc: this.#clusterNats, replicas: target.replicas };
+  }
+
+  /**
+   * The driver's end of a receiver that runs on a worker: each batch's allocation is
+   * the range of the receiver's log from where the journal says the last one ended.
+   */
+  async #remoteReceiver(node: GraphNode): Promise<OpenInput<unknown>> {
+    const { nc, replicas } = await this.#clusterConnection();
+    const names = walNames(this.appName, this.#keys?.get(node.id) ?? node.name);
+    const end = await ensureWal(nc, names, replicas);
+    const recovery = this.#opened?.inputs.get(node.id);
+    let next = typeof recovery?.position === 'number' ? recovery.position : undefined;
+    for (const a of recovery?.allocations ?? []) if (a.type === 'jetstream') next = Math.max(next ?? a.to, a.to);
+    next ??= end;
+    return {
+      position: () => next,
+      allocate: async (time) => {
+        const driver = this.#driver;
+        if (driver === undefined) throw new InvalidStateError(`${node.name}: no driver`);
+        const allocation = await driver.allocateRemote(node.id, time, next as number);
+        if (allocation.type === 'jetstream') next = allocation.to;
+        return allocation;
+      },
+      read: () => Promise.reject(new InvalidStateError(`${node.name} is read on a worker, not on the driver`)),
+      close: async () => {},
+    };
+  }
+
+  async #joinCluster(plan: ReturnType<typeof compilePlan>, keys: Map<number, string>): Promise<JoinedCluster> {
+    const c = this.#cluster as ClusterConfig;
+    const { nc, replicas } = await this.#clusterConnection();
     const joined = await joinCluster({
       nc,
       appName: this.appName,
-      replicas: target.replicas,
+      replicas,
       plan,
       keys,
       graph: fingerprintOf(this.graph.nodes, this.graph.outputs, keys),
@@ -535,6 +565,10 @@ export class StreamingContext {
     const dir = this.#checkpointDir;
     const snapshots = dir !== undefined && isNatsUrl(dir) ? await this.#workerSnapshotStore(dir) : undefined;
     this.#lifecycle = 'active';
+    // Receivers assigned to this worker keep their buffers in actors, as in one process.
+    this.#system = this.#config.actorSystem ?? startActorSystem();
+    this.#root = spawnActor<null, never>(this.#system, `tributary-${this.appName}-worker-${++contextSeq}`, null, (s) => s);
+    const receivers = this.#workerInputs(plan, nc, target.replicas);
     const worker = await Worker.create({
       appName: this.appName,
       nc,
@@ -546,12 +580,11 @@ export class StreamingContext {
       id: options.id,
       leaseMs: options.leaseMs ?? this.#cluster?.leaseMs,
       logger: this.logger,
-      openInputs: async (zeroTimeMs) => {
+      openInputs: (zeroTimeMs, assignment, self) => {
         this.#zeroTimeMs = zeroTimeMs;
-        const opened = new Map<number, OpenInput<unknown>>();
-        for (const node of plan.inputs) if (node.kind === 'input') opened.set(node.id, await node.source.open(this.#sourceEnv(node)));
-        return opened;
+        return receivers.inputsFor(assignment, self);
       },
+      allocate: (nodeId, time, from) => receivers.allocate(nodeId, time, from),
     });
     void worker
       .run()
@@ -563,9 +596,72 @@ export class StreamingContext {
         const io = this.#nats;
         this.#nats = undefined;
         if (io) void io.then((c) => c.drain()).catch(() => {});
+        if (this.#root) stopActor(this.#root);
+        if (this.#system && this.#config.actorSystem === undefined) stopActor(this.#system);
+        this.#root = undefined;
         this.#terminate.resolve();
       });
     return worker;
+  }
+
+  /**
+   * A worker's inputs: sources readable anywhere opened once; for a receiver, the
+   * reader of its log, and the receiver itself only on the worker assigned to it,
+   * writing each block ahead to the log (closed, its rest written, when the
+   * assignment moves it elsewhere).
+   */
+  #workerInputs(plan: ReturnType<typeof compilePlan>, nc: NatsConnection, replicas: number) {
+    const opened = new Map<number, OpenInput<unknown>>();
+    const running = new Map<number, { input: OpenInput<unknown>; names: WalNames }>();
+    const namesOf = (node: GraphNode) => walNames(this.appName, this.#keys?.get(node.id) ?? node.name);
+    return {
+      inputsFor: async (assignment: AssignmentWire, self: string): Promise<Map<number, OpenInput<unknown>>> => {
+        for (const node of plan.inputs) {
+          if (node.kind !== 'input') continue;
+          if (!RECEIVER_KINDS.has(node.source.kind)) {
+            if (!opened.has(node.id)) opened.set(node.id, await node.source.open(this.#sourceEnv(node)));
+            continue;
+          }
+          const names = namesOf(node);
+          if (!opened.has(node.id)) {
+            await ensureWal(nc, names, replicas);
+            const log = await jetstreamSource<unknown[]>({ stream: names.stream, decoder: 'cbor' }).open({
+              ...this.#sourceEnv(node),
+              nats: () => Promise.resolve(nc),
+            });
+            opened.set(node.id, {
+              allocate: () => Promise.reject(new InvalidStateError(`${node.name}: allocated by its receiver's worker`)),
+              read: async (allocation) => (await log.read(allocation)).flat(),
+              close: async () => {
+                await running.get(node.id)?.input.close();
+                running.delete(node.id);
+                await log.close();
+              },
+            });
+          }
+          const mine = assignment.inputs[String(node.id)] === self;
+          const run = running.get(node.id);
+          if (mine && run === undefined) {
+            const env: SourceEnv = {
+              ...this.#sourceEnv(node),
+              writeBlock: async (block) => void (await appendBlock(nc, names, block)),
+            };
+            running.set(node.id, { input: await node.source.open(env), names });
+          } else if (!mine && run !== undefined) {
+            running.delete(node.id);
+            await run.input.close();
+          }
+        }
+        return opened;
+      },
+      allocate: async (nodeId: number, time: number, from: number): Promise<Allocation> => {
+        const run = running.get(nodeId);
+        if (run === undefined) throw new InvalidStateError(`this worker does not run the receiver of input ${nodeId}`);
+        // The cut goes into the log (writeBlock) before allocate returns; reading it back frees it here.
+        await run.input.read(await run.input.allocate(time));
+        return walAllocation(nc, run.names, from);
+      },
+    };
   }
 
   async #workerSnapshotStore(dir: string): Promise<{ store: JetStreamSnapshotStore; nc: NatsConnection }> {

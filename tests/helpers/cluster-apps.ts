@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { type Clock, defineApp, type State, StreamingContext, type StreamingContextConfig } from '../../runtime/api/index.ts';
 
-export type ClusterAppName = 'windowed' | 'join' | 'sessions' | 'scaled' | 'windowed-other';
+export type ClusterAppName = 'windowed' | 'join' | 'sessions' | 'scaled' | 'windowed-other' | 'socket';
 
 export const BATCH_MS = 1000;
 
@@ -31,6 +31,9 @@ export interface ClusterAppOptions {
   /** `scaled` only: microseconds of CPU per record, and lines per second. */
   readonly costUs?: number;
   readonly rate?: number;
+  /** `socket` only: the port of the line server on 127.0.0.1. */
+  readonly port?: number;
+  readonly batchMs?: number;
 }
 
 function spin(us: number): number {
@@ -49,7 +52,7 @@ function spin(us: number): number {
 export function buildClusterApp(name: ClusterAppName, o: ClusterAppOptions = {}): StreamingContext {
   const config: StreamingContextConfig = {
     appName: `cluster-${name === 'windowed-other' ? 'windowed' : name}`,
-    batchDuration: BATCH_MS,
+    batchDuration: o.batchMs ?? BATCH_MS,
     partitions: o.partitions ?? 6,
     logger: o.logger ?? pino({ level: 'silent' }),
     ...(o.clock ? { clock: o.clock } : {}),
@@ -116,6 +119,16 @@ export function buildClusterApp(name: ClusterAppName, o: ClusterAppOptions = {})
       mapped.stateSnapshots().foreachBatch((r, t) => emit('snapshots', t, r));
       break;
     }
+    case 'socket': {
+      ssc
+        .socketTextStream('127.0.0.1', o.port ?? 0)
+        .flatMap((l) => l.split(' '))
+        .map((w) => [w, 1] as [string, number])
+        .updateStateByKey<string, number, number>((vs, s) => (s ?? 0) + vs.reduce((a, b) => a + b, 0))
+        .uid('totals')
+        .foreachBatch((r, t) => emit('totals', t, r));
+      break;
+    }
     case 'scaled': {
       const cost = o.costUs ?? 20;
       ssc
@@ -136,9 +149,13 @@ export default defineApp(({ args }) => {
   const [name, checkpoint, ...rest] = args;
   const costArg = rest.find((a) => a.startsWith('--cost-us='));
   const rateArg = rest.find((a) => a.startsWith('--rate='));
+  const portArg = rest.find((a) => a.startsWith('--port='));
+  const batchArg = rest.find((a) => a.startsWith('--batch-ms='));
   return buildClusterApp((name ?? 'windowed') as ClusterAppName, {
     ...(checkpoint && checkpoint !== '-' ? { checkpoint } : {}),
     ...(costArg ? { costUs: Number(costArg.slice('--cost-us='.length)) } : {}),
     ...(rateArg ? { rate: Number(rateArg.slice('--rate='.length)) } : {}),
+    ...(portArg ? { port: Number(portArg.slice('--port='.length)) } : {}),
+    ...(batchArg ? { batchMs: Number(batchArg.slice('--batch-ms='.length)) } : {}),
   });
 });
