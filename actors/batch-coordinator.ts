@@ -52,7 +52,8 @@ export class BatchCoordinator {
   readonly #pending = new Map<number, Pending>();
   #batch: RunningBatch | undefined;
   #abandoned = false;
-  readonly #session: string;
+  #session: string;
+  #restarts = 0;
 
   constructor(transport: Transport, workers: readonly string[], timeoutMs: number, session = randomBytes(6).toString('hex')) {
     this.#session = session;
@@ -141,6 +142,27 @@ export class BatchCoordinator {
       .flat()
       .sort((a, b) => a[0] - b[0])
       .map(([, s]) => s);
+  }
+
+  /**
+   * Starts a new driver run on `assignment` (after a worker was lost): everything
+   * pending fails with `reason`, the workers get a new session and rebuild their
+   * partitions from `restore`.
+   */
+  async restart(assignment: AssignmentWire, zeroTimeMs: number, restore: RestoreSpec | undefined, reason: Error): Promise<void> {
+    this.#settleBatch(reason);
+    for (const p of this.#pending.values()) p.reject(reason);
+    this.#pending.clear();
+    // The same driver run, a new session: workers rebuild their partitions but keep serving this driver.
+    this.#session = `${this.#session.split('.')[0]}.${++this.#restarts}`;
+    await this.assign(assignment, zeroTimeMs, restore);
+  }
+
+  /** Fails the running batch and every pending request with `reason` (a worker was lost). */
+  interrupt(reason: Error): void {
+    this.#settleBatch(reason);
+    for (const p of this.#pending.values()) p.reject(reason);
+    this.#pending.clear();
   }
 
   /** Gives up at once: nothing pending resolves, nothing more is sent. */

@@ -106,6 +106,23 @@ export class Checkpointer {
     return this.#started.epoch;
   }
 
+  /** The newest completed checkpoint, if any. */
+  get lastCheckpoint(): Checkpoint | undefined {
+    return this.#checkpoints[this.#checkpoints.length - 1];
+  }
+
+  /**
+   * The batches journaled after the last checkpoint, oldest first, with whether
+   * their outputs completed: what a failover runs again.
+   */
+  replayable(): { time: number; inputs: Readonly<Record<string, Allocation>>; completed: boolean }[] {
+    const from = this.lastCheckpointTime ?? Number.NEGATIVE_INFINITY;
+    return [...this.#allocations.values()]
+      .filter((a) => a.time > from)
+      .sort((a, b) => a.time - b.time)
+      .map((a) => ({ time: a.time, inputs: a.inputs, completed: this.#completed.has(a.time) }));
+  }
+
   /** The newest completed checkpoint time, if any. */
   get lastCheckpointTime(): number | undefined {
     return this.#checkpoints[this.#checkpoints.length - 1]?.time;

@@ -52,7 +52,20 @@ export interface JoinedCluster {
   readonly session: string;
   /** How long the driver waited for its workers (ms). */
   readonly waitedMs: number;
+  /**
+   * Calls `onLost` with the assigned workers whose registration expired (checked
+   * every third of the lease time) until left.
+   */
+  watch(assigned: () => readonly string[], onLost: (lost: string[]) => void): void;
+  /** A new assignment over the live workers other than `lost` (waits for one if none is left). */
+  reassign(lost: readonly string[], epoch: number): Promise<{ assignment: AssignmentWire; journaled: JournaledAssignment }>;
   leave(): Promise<void>;
+}
+
+/** An assignment with inputs named by their stable keys. */
+export interface JournaledAssignment {
+  readonly slots: readonly string[];
+  readonly inputs: Readonly<Record<string, string>>;
 }
 
 const WAIT_REPORT_MS = 2000;
@@ -89,17 +102,54 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       }
       assignment = { epoch: o.epoch, slots: [...prev.slots], inputs };
     }
-    const journaledInputs: Record<string, string> = {};
-    for (const id of inputIds) journaledInputs[o.keys.get(id) as string] = assignment.inputs[String(id)] as string;
+    const journal = (a: AssignmentWire): JournaledAssignment => {
+      const inputs: Record<string, string> = {};
+      for (const id of inputIds) inputs[o.keys.get(id) as string] = a.inputs[String(id)] as string;
+      return { slots: a.slots, inputs };
+    };
     o.logger.info({ workers: ids, slots: assignment.slots, waitedMs: Math.round(waitedMs) }, 'cluster formed');
+    let watcher: NodeJS.Timeout | undefined;
+    let checking = false;
     return {
       transport,
       assignment,
-      journaled: { slots: assignment.slots, inputs: journaledInputs },
+      journaled: journal(assignment),
       workers,
       session,
       waitedMs,
+      watch: (assigned, onLost) => {
+        watcher = setInterval(
+          () => {
+            if (checking) return;
+            checking = true;
+            listWorkers(kv)
+              .then((live) => {
+                const ids = new Set(live.map((w) => w.id));
+                const lost = [...new Set(assigned())].filter((w) => !ids.has(w));
+                if (lost.length > 0) onLost(lost);
+              })
+              .catch((error: unknown) => o.logger.warn({ err: error }, 'listing the workers failed; trying again'))
+              .finally(() => {
+                checking = false;
+              });
+          },
+          Math.max(100, Math.floor(leaseMs / 3)),
+        );
+        watcher.unref();
+      },
+      reassign: async (lost, epoch) => {
+        const live = await waitForWorkers(kv, { ...o, workers: 1 }, performance.now(), new Set(lost), true);
+        const next = assign(
+          slots,
+          inputIds,
+          live.map((w) => w.id),
+          epoch,
+        );
+        o.logger.warn({ lost, workers: live.map((w) => w.id), slots: next.slots }, 'workers lost: their slots go to live workers');
+        return { assignment: next, journaled: journal(next) };
+      },
       leave: async () => {
+        clearInterval(watcher);
         await transport.close();
         await unregister();
       },
@@ -110,12 +160,20 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
   }
 }
 
-async function waitForWorkers(kv: KV, o: JoinClusterOptions, started: number): Promise<WorkerInfo[]> {
+/** Waits for `o.workers` live workers with the driver's graph; returns that many (every live one with `all`). */
+async function waitForWorkers(
+  kv: KV,
+  o: JoinClusterOptions,
+  started: number,
+  excluded: ReadonlySet<string> = new Set(),
+  all = false,
+): Promise<WorkerInfo[]> {
   const refused = new Set<string>();
   let reportedAt = Number.NEGATIVE_INFINITY;
   for (;;) {
     const live: WorkerInfo[] = [];
     for (const w of await listWorkers(kv)) {
+      if (excluded.has(w.id)) continue;
       const differences = compareFingerprints(o.graph, w.graph);
       if (differences.length === 0) {
         live.push(w);
@@ -130,7 +188,7 @@ async function waitForWorkers(kv: KV, o: JoinClusterOptions, started: number): P
         o.onWaiting?.(`worker ${w.id} refused: its app graph differs from the driver's: ${differences.join('; ')}`);
       }
     }
-    if (live.length >= o.workers) return live.slice(0, o.workers);
+    if (live.length >= o.workers) return all ? live : live.slice(0, o.workers);
     const now = performance.now();
     if (o.waitMs !== undefined && now - started > o.waitMs) {
       throw new InvalidConfigError(

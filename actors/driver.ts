@@ -9,7 +9,7 @@
 import { assertNever } from '../runtime/base/assert.ts';
 import type { Clock } from '../runtime/base/clock.ts';
 import { startStopwatch } from '../runtime/base/clock.ts';
-import { BatchFailedError, OperatorFailure } from '../runtime/base/errors.ts';
+import { BatchFailedError, FencedError, OperatorFailure, TributaryError } from '../runtime/base/errors.ts';
 import type { OutputOp, PartitionState } from '../runtime/graph/graph.ts';
 import type { OpenInput } from '../runtime/graph/input-source.ts';
 import { partitionOf } from '../runtime/graph/partitioner.ts';
@@ -48,6 +48,13 @@ export interface DriverListener {
   batchCompleted(info: BatchInfo): void;
   /** A checkpoint was committed to the journal. */
   checkpointCompleted?(stats: CheckpointStats): void;
+  /** Lost workers' slots went to live workers; `replayed` batches run again. */
+  failedOver?(info: {
+    readonly lost: readonly string[];
+    readonly slots: readonly string[];
+    readonly replayed: number;
+    readonly ms: number;
+  }): void;
   failed(error: Error): void;
 }
 
@@ -66,6 +73,8 @@ export interface ClusterPlacement {
   readonly assignment: AssignmentWire;
   /** This driver run's name (registered with the driver). */
   readonly session: string;
+  /** A new assignment without the lost workers, journaled (waits for a live worker if none is left). */
+  readonly reassign?: ((lost: readonly string[]) => Promise<AssignmentWire>) | undefined;
   /** The checkpoint workers restore their partitions from. */
   readonly restore?: RestoreSpec | undefined;
 }
@@ -99,6 +108,14 @@ interface Job {
   readonly replayed?: boolean;
 }
 
+/** Workers stopped heart-beating; the batch in flight is run again after a failover. */
+class WorkerLostError extends TributaryError {
+  constructor(lost: readonly string[]) {
+    super('INVALID_STATE', `workers ${lost.join(', ')} were lost: their slots go to live workers`);
+    this.name = 'WorkerLostError';
+  }
+}
+
 /** The in-process worker's name on the local transport. */
 const LOCAL_WORKER = 'local';
 
@@ -122,6 +139,10 @@ export class Driver {
   #pendingTicks = 0;
   #idleWaiters: (() => void)[] = [];
   #lastCompleted: number | undefined;
+  /** A failover in progress: no batch starts and no input is allocated until it ends. */
+  #failover: Promise<void> | undefined;
+  /** Settles when the batch in flight (and its checkpoint capture) settled. */
+  #inFlight: Promise<unknown> = Promise.resolve();
   /** Input positions as of the last journaled allocation. */
   #journaledPositions: Record<string, unknown> = {};
   ref!: ActorRef<DriverMessage>;
@@ -195,6 +216,67 @@ export class Driver {
     return this.#coordinator.lookup(nodeId, partitionOf(key, node.partitions), key);
   }
 
+  /**
+   * Workers `lost` stopped heart-beating (killed, paused, cut off): the batch in
+   * flight stops, the driver reassigns their slots and inputs to live workers, every
+   * worker restores its partitions from the last checkpoint, and the batches
+   * journaled since then run again (outputs of completed ones are not re-run). State
+   * stays exactly-once. Needs a checkpoint (the journal holds what to replay).
+   */
+  workersLost(lost: readonly string[]): void {
+    const cluster = this.#cfg.cluster;
+    const cp = this.#cfg.checkpointer;
+    if (this.#failed || this.#failover || cluster?.reassign === undefined) return;
+    if (cp === undefined) {
+      this.#fail(new FencedError(`workers ${lost.join(', ')} were lost and the app has no checkpoint to restore their partitions from`));
+      return;
+    }
+    const reassign = cluster.reassign;
+    const started = performance.now();
+    const reason = new WorkerLostError(lost);
+    this.#coordinator.interrupt(reason);
+    this.#failover = (async () => {
+      await this.#inFlight;
+      const assignment = await reassign(lost);
+      const last = cp.lastCheckpoint;
+      const restore = last
+        ? { time: last.time, chains: Object.fromEntries(last.snapshots.map((r) => [`${r.operator}/${r.partition}`, r.chain])) }
+        : undefined;
+      await this.#coordinator.restart(assignment, this.#cfg.zeroTimeMs, restore, reason);
+      const byKey = new Map([...(this.#cfg.keys ?? [])].map(([id, key]) => [key, id]));
+      const replay = cp.replayable().map((r) => {
+        const allocations = new Map<number, Allocation>();
+        for (const [key, a] of Object.entries(r.inputs)) {
+          const id = byKey.get(key) ?? Number(key);
+          if (Number.isFinite(id)) allocations.set(id, a);
+        }
+        return { time: r.time, allocations, skipOutputs: r.completed, replayed: true };
+      });
+      this.#queue.splice(0, this.#queue.length, ...replay);
+      this.#cfg.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
+    })().then(
+      () => {
+        this.#failover = undefined;
+        dispatch(this.ref, { type: 'driver.kick' });
+      },
+      (error: unknown) => {
+        this.#failover = undefined;
+        this.#fail(error as Error);
+      },
+    );
+  }
+
+  /** The workers of the current assignment. */
+  get assignedWorkers(): readonly string[] {
+    const a = this.#coordinator.assignment;
+    return a ? [...new Set([...a.slots, ...Object.values(a.inputs)])] : [];
+  }
+
+  /** The current assignment's epoch. */
+  get assignmentEpoch(): number {
+    return this.#coordinator.assignment?.epoch ?? 0;
+  }
+
   /** A receiver's allocation of batch `time`, cut on the worker that runs it (clusters). */
   async allocateRemote(nodeId: number, time: number, from: number): Promise<Allocation> {
     await this.#ready;
@@ -256,7 +338,8 @@ export class Driver {
         break;
       case 'driver.batch-failed':
         this.#running = false;
-        this.#fail(msg.error as Error);
+        // A batch cut short by a lost worker runs again after the failover.
+        if (this.#failover === undefined) this.#fail(msg.error as Error);
         break;
       case 'driver.kick':
         break;
@@ -267,6 +350,8 @@ export class Driver {
   }
 
   async #generate(time: number): Promise<void> {
+    // A receiver's worker may be the one lost: allocate once the inputs are reassigned.
+    if (this.#failover) await this.#failover.catch(() => {});
     if (this.#failed) return;
     const allocations = new Map<number, Allocation>();
     try {
@@ -293,7 +378,7 @@ export class Driver {
   }
 
   #maybeRun(): void {
-    if (this.#running || this.#failed) {
+    if (this.#running || this.#failed || this.#failover) {
       if (this.#isIdle()) this.#wakeIdle();
       return;
     }
@@ -306,29 +391,29 @@ export class Driver {
     const schedulingDelayMs = Math.max(0, this.#cfg.clock.now() - job.time);
     this.#cfg.listener.batchStarted?.(job.time, schedulingDelayMs);
     const watch = startStopwatch();
-    this.#run(job)
-      .then(async (records) => {
-        await this.#afterBatch(job);
-        return records;
-      })
-      .then(
-        (records) => {
-          if (this.#abandoned) return;
-          // Done first: a listener that throws must not leave the driver running forever.
-          dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
-          this.#cfg.listener.batchCompleted({
-            time: job.time,
-            records,
-            schedulingDelayMs,
-            processingMs: watch.elapsedMs(),
-            queuedBatches: this.#queue.length + this.#pendingTicks,
-          });
-        },
-        (error: unknown) => {
-          if (this.#abandoned) return;
-          dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error });
-        },
-      );
+    const run = this.#run(job).then(async (records) => {
+      await this.#afterBatch(job);
+      return records;
+    });
+    this.#inFlight = run.catch(() => undefined);
+    run.then(
+      (records) => {
+        if (this.#abandoned) return;
+        // Done first: a listener that throws must not leave the driver running forever.
+        dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
+        this.#cfg.listener.batchCompleted({
+          time: job.time,
+          records,
+          schedulingDelayMs,
+          processingMs: watch.elapsedMs(),
+          queuedBatches: this.#queue.length + this.#pendingTicks,
+        });
+      },
+      (error: unknown) => {
+        if (this.#abandoned) return;
+        dispatch(this.ref, { type: 'driver.batch-failed', time: job.time, error });
+      },
+    );
   }
 
   /** Journals the completion and, when due, takes a checkpoint of the batch just committed. */

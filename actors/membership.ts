@@ -125,6 +125,8 @@ export class SlotLeases {
   /** performance.now() of the oldest renewal among the held leases. */
   #renewedAt = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Holds, renewals and releases run one at a time: a renewal must not take back a slot just given up. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(kv: KV, worker: string, leaseMs: number, logger?: Logger) {
     this.#kv = kv;
@@ -142,7 +144,17 @@ export class SlotLeases {
    * Holds exactly `slots` under `epoch`: releases the others, takes the new ones
    * (waiting, at most `waitMs`, for a previous holder's lease to expire).
    */
-  async hold(slots: readonly number[], epoch: number, waitMs = this.#leaseMs * 4): Promise<void> {
+  hold(slots: readonly number[], epoch: number, waitMs = this.#leaseMs * 4): Promise<void> {
+    return this.#serial(() => this.#hold(slots, epoch, waitMs));
+  }
+
+  #serial<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(work, work);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #hold(slots: readonly number[], epoch: number, waitMs: number): Promise<void> {
     if (this.#lost) throw this.#lost;
     this.#epoch = epoch;
     const wanted = new Set(slots);
@@ -194,18 +206,22 @@ export class SlotLeases {
     if (this.#lost) throw this.#lost;
     if (this.#held.size === 0) return;
     if (performance.now() - this.#renewedAt >= this.#leaseMs) {
-      await this.#renew();
+      await this.#serial(() => this.#renew());
       if (this.#lost) throw this.#lost;
     }
   }
 
   /** Stops renewing and gives every lease back. */
-  async release(): Promise<void> {
+  release(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const held = [...this.#held];
-    this.#held.clear();
-    await Promise.all(held.map(([q, revision]) => this.#kv.delete(leaseKey(q), { previousSeq: revision }).catch(() => {})));
+    return this.#serial(async () => {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      const held = [...this.#held];
+      this.#held.clear();
+      await Promise.all(held.map(([q, revision]) => this.#kv.delete(leaseKey(q), { previousSeq: revision }).catch(() => {})));
+    });
   }
 
   /** Stops renewing without giving anything back (a crash). */
@@ -218,7 +234,7 @@ export class SlotLeases {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(
       () => {
-        void this.#renew().then(() => {
+        void this.#serial(() => this.#renew()).then(() => {
           if (!this.#lost && this.#held.size > 0) this.#arm();
         });
       },

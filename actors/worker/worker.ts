@@ -190,7 +190,9 @@ export class Worker {
     const driver =
       entry === null || entry.operation !== 'PUT' || entry.value.length === 0 ? undefined : (decodeValue(entry.value) as DriverInfo);
     const serving = this.#partitions?.session;
-    if (this.#leases && this.#leases.slots.length > 0 && serving !== undefined && driver?.session !== serving) {
+    // A session `<driver>.<n>` is the same driver after a failover.
+    const sameDriver = driver?.session !== undefined && serving !== undefined && serving.split('.')[0] === driver.session;
+    if (this.#leases && this.#leases.slots.length > 0 && serving !== undefined && !sameDriver) {
       const slots = this.#leases.slots;
       await this.#leases.release();
       this.#options.logger.info(

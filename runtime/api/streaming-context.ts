@@ -97,6 +97,13 @@ export interface StreamingListener {
   /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
   onError?(error: Error): void;
+  /** On a cluster: workers were lost, their slots reassigned, `replayed` batches run again (`ms` from detection). */
+  onWorkersLost?(info: {
+    readonly lost: readonly string[];
+    readonly slots: readonly string[];
+    readonly replayed: number;
+    readonly ms: number;
+  }): void;
 }
 
 type Lifecycle = 'initialized' | 'active' | 'stopped';
@@ -412,6 +419,19 @@ export class StreamingContext {
             transport: joined.transport,
             assignment: joined.assignment,
             session: joined.session,
+            reassign: async (lost) => {
+              const epoch = (this.#driver?.assignmentEpoch ?? joined.assignment.epoch) + 1;
+              const next = await joined.reassign(lost, epoch);
+              await this.#checkpointer?.assignmentChanged({
+                v: 1,
+                type: 'assignment.changed',
+                time: this.#lastTickMs,
+                epoch,
+                slots: next.journaled.slots,
+                inputs: next.journaled.inputs,
+              });
+              return next.assignment;
+            },
             restore:
               this.#opened?.resumedFrom !== undefined ? { time: this.#opened.resumedFrom, chains: this.#opened.resumedChains } : undefined,
           }
@@ -422,8 +442,19 @@ export class StreamingContext {
         batchStarted: (time, schedulingDelayMs) => this.#notify((l) => l.onBatchStarted?.({ time, schedulingDelayMs })),
         batchCompleted: (info) => this.#batchCompleted(info),
         failed: (error) => void this.#fail(error),
+        failedOver: (info) => {
+          this.logger.warn(info, `workers ${info.lost.join(', ')} lost: slots reassigned, ${info.replayed} batches replayed`);
+          this.#notify((l) => l.onWorkersLost?.(info));
+        },
       },
     });
+    if (joined) {
+      const driver = this.#driver;
+      joined.watch(
+        () => driver.assignedWorkers,
+        (lost) => driver.workersLost(lost),
+      );
+    }
     // Batches of the downtime (between the last journaled batch and now) run first.
     let next = this.#lastTickMs + this.batchDurationMs;
     for (; next <= this.clock.now(); next += this.batchDurationMs) {

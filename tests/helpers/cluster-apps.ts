@@ -10,6 +10,8 @@
  * - `sessions`: mapWithState with a timeout, and its stateSnapshots;
  * - `scaled`: a CPU-bound user function (`--cost-us` per record) and a keyed reduce (benchmarks).
  *
+ * Set CLUSTER_APP_LOG=info to see the engine's log lines (on stderr) when a test fails.
+ *
  * Outputs run on the driver: the driver's copy reports every batch's records to
  * `emit` (tests); a worker's copy never runs them.
  */
@@ -54,7 +56,7 @@ export function buildClusterApp(name: ClusterAppName, o: ClusterAppOptions = {})
     appName: `cluster-${name === 'windowed-other' ? 'windowed' : name}`,
     batchDuration: o.batchMs ?? BATCH_MS,
     partitions: o.partitions ?? 6,
-    logger: o.logger ?? pino({ level: 'silent' }),
+    logger: o.logger ?? pino({ level: process.env.CLUSTER_APP_LOG ?? 'silent' }, pino.destination(2)),
     ...(o.clock ? { clock: o.clock } : {}),
   };
   const ssc = new StreamingContext(config);
