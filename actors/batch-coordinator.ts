@@ -69,11 +69,13 @@ export class BatchCoordinator {
   }
 
   /** Sends every worker the assignment (and where to restore state from); resolves when all took it. */
-  async assign(assignment: AssignmentWire, zeroTimeMs: number, restore?: RestoreSpec): Promise<void> {
+  async assign(assignment: AssignmentWire, zeroTimeMs: number, restore?: RestoreSpec, alsoTell: readonly string[] = []): Promise<void> {
     this.#assignment = assignment;
     this.#workers = [...new Set([...assignment.slots, ...Object.values(assignment.inputs)])].sort();
+    // Workers leaving learn they own nothing now: they give their leases back at once.
+    const told = [...new Set([...this.#workers, ...alsoTell])];
     await Promise.all(
-      this.#workers.map((w) =>
+      told.map((w) =>
         this.#request(w, (requestId) => ({
           type: 'assign',
           requestId,
@@ -149,13 +151,19 @@ export class BatchCoordinator {
    * pending fails with `reason`, the workers get a new session and rebuild their
    * partitions from `restore`.
    */
-  async restart(assignment: AssignmentWire, zeroTimeMs: number, restore: RestoreSpec | undefined, reason: Error): Promise<void> {
+  async restart(
+    assignment: AssignmentWire,
+    zeroTimeMs: number,
+    restore: RestoreSpec | undefined,
+    reason: Error,
+    alsoTell: readonly string[] = [],
+  ): Promise<void> {
     this.#settleBatch(reason);
     for (const p of this.#pending.values()) p.reject(reason);
     this.#pending.clear();
     // The same driver run, a new session: workers rebuild their partitions but keep serving this driver.
     this.#session = `${this.#session.split('.')[0]}.${++this.#restarts}`;
-    await this.assign(assignment, zeroTimeMs, restore);
+    await this.assign(assignment, zeroTimeMs, restore, alsoTell);
   }
 
   /** Fails the running batch and every pending request with `reason` (a worker was lost). */

@@ -56,10 +56,20 @@ export interface JoinedCluster {
    * Calls `onLost` with the assigned workers whose registration expired (checked
    * every third of the lease time) until left.
    */
-  watch(assigned: () => readonly string[], onLost: (lost: string[]) => void): void;
+  watch(assigned: () => readonly string[], onChange: (change: MembershipChange) => void): void;
   /** A new assignment over the live workers other than `lost` (waits for one if none is left). */
   reassign(lost: readonly string[], epoch: number): Promise<{ assignment: AssignmentWire; journaled: JournaledAssignment }>;
   leave(): Promise<void>;
+}
+
+/** What the driver's watch saw change among the workers. */
+export interface MembershipChange {
+  /** Assigned workers whose registration expired. */
+  readonly lost: string[];
+  /** Assigned workers stopping gracefully (waiting to hand over). */
+  readonly leaving: string[];
+  /** Live workers with the driver's graph that hold no assignment yet. */
+  readonly joined: string[];
 }
 
 /** An assignment with inputs named by their stable keys. */
@@ -82,7 +92,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
   const leaseMs = o.leaseMs ?? LEASE_MS_DEFAULT;
   const kv = await openClusterBucket(o.nc, o.appName, o.replicas, leaseMs);
   const session = randomBytes(6).toString('hex');
-  const unregister = await keepRegistered(kv, 'driver', { graph: o.graph, pid: process.pid, epoch: o.epoch, session }, leaseMs, o.logger);
+  const registration = await keepRegistered(kv, 'driver', { graph: o.graph, pid: process.pid, epoch: o.epoch, session }, leaseMs, o.logger);
+  const unregister = () => registration.stop();
   try {
     const started = performance.now();
     const workers = await waitForWorkers(kv, o, started);
@@ -117,7 +128,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       workers,
       session,
       waitedMs,
-      watch: (assigned, onLost) => {
+      watch: (assigned, onChange) => {
         watcher = setInterval(
           () => {
             if (checking) return;
@@ -125,8 +136,13 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
             listWorkers(kv)
               .then((live) => {
                 const ids = new Set(live.map((w) => w.id));
-                const lost = [...new Set(assigned())].filter((w) => !ids.has(w));
-                if (lost.length > 0) onLost(lost);
+                const mine = new Set(assigned());
+                const lost = [...mine].filter((w) => !ids.has(w));
+                const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
+                const joined = live
+                  .filter((w) => !mine.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0)
+                  .map((w) => w.id);
+                if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
               })
               .catch((error: unknown) => o.logger.warn({ err: error }, 'listing the workers failed; trying again'))
               .finally(() => {
@@ -138,7 +154,9 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
         watcher.unref();
       },
       reassign: async (lost, epoch) => {
-        const live = await waitForWorkers(kv, { ...o, workers: 1 }, performance.now(), new Set(lost), true);
+        const live = (await waitForWorkers(kv, { ...o, workers: 1 }, performance.now(), new Set(lost), true)).filter(
+          (w, _i, all) => w.leaving !== true || all.every((x) => x.leaving === true),
+        );
         const next = assign(
           slots,
           inputIds,

@@ -48,6 +48,13 @@ export interface DriverListener {
   batchCompleted(info: BatchInfo): void;
   /** A checkpoint was committed to the journal. */
   checkpointCompleted?(stats: CheckpointStats): void;
+  /** Workers joined or left gracefully: slots moved after a checkpoint of the last batch. */
+  rebalanced?(info: {
+    readonly joined: readonly string[];
+    readonly leaving: readonly string[];
+    readonly slots: readonly string[];
+    readonly ms: number;
+  }): void;
   /** Lost workers' slots went to live workers; `replayed` batches run again. */
   failedOver?(info: {
     readonly lost: readonly string[];
@@ -139,6 +146,7 @@ export class Driver {
   #pendingTicks = 0;
   #idleWaiters: (() => void)[] = [];
   #lastCompleted: number | undefined;
+  #rebalanceRefused = false;
   /** A failover in progress: no batch starts and no input is allocated until it ends. */
   #failover: Promise<void> | undefined;
   /** Settles when the batch in flight (and its checkpoint capture) settled. */
@@ -254,6 +262,66 @@ export class Driver {
       });
       this.#queue.splice(0, this.#queue.length, ...replay);
       this.#cfg.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
+    })().then(
+      () => {
+        this.#failover = undefined;
+        dispatch(this.ref, { type: 'driver.kick' });
+      },
+      (error: unknown) => {
+        this.#failover = undefined;
+        this.#fail(error as Error);
+      },
+    );
+  }
+
+  /**
+   * Workers `joined`, or `leaving` ones asked to go: once the batch in flight ends,
+   * the driver checkpoints the last completed batch (each worker snapshots its
+   * slots), assigns the slots over the workers that stay, and the workers restore
+   * from that checkpoint: a handover, with nothing to replay.
+   */
+  rebalance(leaving: readonly string[], joined: readonly string[]): void {
+    const cluster = this.#cfg.cluster;
+    const cp = this.#cfg.checkpointer;
+    if (this.#failed || this.#failover || cluster?.reassign === undefined) return;
+    if (cp === undefined && this.#cfg.plan.stateful.length > 0) {
+      if (!this.#rebalanceRefused) {
+        this.#rebalanceRefused = true;
+        this.#cfg.listener.failed(
+          new FencedError(
+            `workers cannot join or leave an app without a checkpoint: its state could not move (joined: ${joined.join(', ')}; leaving: ${leaving.join(', ')})`,
+          ),
+        );
+      }
+      return;
+    }
+    const reassign = cluster.reassign;
+    const started = performance.now();
+    this.#failover = (async () => {
+      await this.#inFlight;
+      let restore: RestoreSpec | undefined;
+      if (cp) {
+        await cp.drain();
+        const last = this.#lastCompleted;
+        if (last !== undefined && (cp.lastCheckpointTime ?? Number.NEGATIVE_INFINITY) < last) await this.#checkpoint(last, true);
+        await cp.drain();
+        const checkpoint = cp.lastCheckpoint;
+        if (checkpoint) {
+          restore = {
+            time: checkpoint.time,
+            chains: Object.fromEntries(checkpoint.snapshots.map((r) => [`${r.operator}/${r.partition}`, r.chain])),
+          };
+        }
+      }
+      const assignment = await reassign(leaving);
+      await this.#coordinator.restart(
+        assignment,
+        this.#cfg.zeroTimeMs,
+        restore,
+        new TributaryError('INVALID_STATE', 'slots are moving'),
+        leaving,
+      );
+      this.#cfg.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, ms: performance.now() - started });
     })().then(
       () => {
         this.#failover = undefined;

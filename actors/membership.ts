@@ -27,6 +27,14 @@ export interface WorkerInfo {
   readonly host: string;
   readonly graph: readonly FingerprintEntry[];
   readonly startedAt: number;
+  /** Set by a worker stopping gracefully: it waits until its slots were handed over. */
+  readonly leaving?: boolean;
+}
+
+/** A registration kept alive; its value can change (a worker announcing it leaves). */
+export interface Registration {
+  update(value: unknown): Promise<void>;
+  stop(): Promise<void>;
 }
 
 /** A slot's lease. */
@@ -67,10 +75,10 @@ export async function openClusterBucket(nc: NatsConnection, app: string, replica
  * lease time until stopped.
  *
  * @example
- * const stop = await keepRegistered(kv, 'workers.w1', info, 3000, logger);
+ * const registration = await keepRegistered(kv, 'workers.w1', info, 3000, logger);
  */
-export async function keepRegistered(kv: KV, key: string, value: unknown, leaseMs: number, logger?: Logger): Promise<() => Promise<void>> {
-  const bytes = encodeValue(value);
+export async function keepRegistered(kv: KV, key: string, value: unknown, leaseMs: number, logger?: Logger): Promise<Registration> {
+  let bytes = encodeValue(value);
   await kv.put(key, bytes);
   let stopped = false;
   const timer = setInterval(
@@ -79,11 +87,17 @@ export async function keepRegistered(kv: KV, key: string, value: unknown, leaseM
     },
     Math.max(100, Math.floor(leaseMs / 3)),
   );
-  return async () => {
-    if (stopped) return;
-    stopped = true;
-    clearInterval(timer);
-    await kv.delete(key).catch(() => {});
+  return {
+    update: async (next) => {
+      bytes = encodeValue(next);
+      await kv.put(key, bytes);
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      await kv.delete(key).catch(() => {});
+    },
   };
 }
 
@@ -133,6 +147,11 @@ export class SlotLeases {
     this.#worker = worker;
     this.#leaseMs = leaseMs;
     this.#logger = logger;
+  }
+
+  /** True once a lease was lost (this holder commits nothing more). */
+  get lost(): boolean {
+    return this.#lost !== undefined;
   }
 
   /** The slots held now. */

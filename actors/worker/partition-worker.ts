@@ -248,7 +248,8 @@ export class PartitionWorker {
   async #capture(time: number, full: ReadonlySet<string>): Promise<CapturedPartition[]> {
     const out: CapturedPartition[] = [];
     const writer = this.#cfg.snapshots;
-    if (writer) await this.#cfg.checkOwnership?.();
+    // A worker that lost its leases hands nothing to a checkpoint, written by itself or by the driver.
+    await this.#cfg.checkOwnership?.();
     for (const node of this.#cfg.plan.stateful) {
       const operator = this.#key(node.id);
       for (const [partition, s] of [...(this.#states.get(node.id) ?? [])].sort((a, b) => a[0] - b[0])) {

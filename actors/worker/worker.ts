@@ -18,7 +18,7 @@ import type { OpenInput } from '../../runtime/graph/input-source.ts';
 import type { Plan } from '../../runtime/graph/plan.ts';
 import type { Allocation, FingerprintEntry } from '../../runtime/graph/wire.ts';
 import type { SnapshotStore } from '../../snapshots/snapshot-store.ts';
-import { keepRegistered, LEASE_MS_DEFAULT, openClusterBucket, SlotLeases, type WorkerInfo } from '../membership.ts';
+import { keepRegistered, LEASE_MS_DEFAULT, openClusterBucket, type Registration, SlotLeases, type WorkerInfo } from '../membership.ts';
 import { NatsTransport, type TransportStats } from '../transport/nats.ts';
 import type { AssignmentWire } from '../transport/transport.ts';
 import { PartitionWorker } from './partition-worker.ts';
@@ -48,6 +48,9 @@ export interface WorkerOptions {
   readonly logger: Logger;
 }
 
+/** Longest a leaving worker waits for the driver to move its slots. */
+const HANDOVER_WAIT_MS = 30_000;
+
 /** The lifecycle of a worker. */
 export type WorkerState = 'initialized' | 'registered' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -73,7 +76,10 @@ export class Worker {
   #transport: NatsTransport | undefined;
   #partitions: PartitionWorker | undefined;
   #leases: SlotLeases | undefined;
-  #unregister: (() => Promise<void>) | undefined;
+  #registration: Registration | undefined;
+  #info: WorkerInfo | undefined;
+  /** Resolves once an assignment left this worker without slots (its partitions were handed over). */
+  #handedOver: (() => void) | undefined;
   #inputs = new Map<number, OpenInput<unknown>>();
   #done!: { resolve(): void; reject(error: Error): void };
   readonly #finished: Promise<void>;
@@ -128,16 +134,43 @@ export class Worker {
   async stop(): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped' || this.#state === 'failed') return this.#finished.catch(() => {});
     this.#state = 'stopping';
+    await this.#handOver();
     await this.#shutdown();
     this.#state = 'stopped';
     this.#done.resolve();
+  }
+
+  /**
+   * A worker holding slots announces that it leaves and waits until the driver moved
+   * them (it snapshots them first: nothing to replay), at most `HANDOVER_WAIT_MS`.
+   */
+  async #handOver(): Promise<void> {
+    if ((this.#leases?.slots.length ?? 0) === 0 || this.#registration === undefined) return;
+    const started = performance.now();
+    const done = new Promise<void>((resolve) => {
+      this.#handedOver = resolve;
+    });
+    await this.#registration.update({ ...this.#info, leaving: true });
+    this.#options.logger.info({ worker: this.id, slots: this.#leases?.slots }, 'leaving: waiting for the driver to move its slots');
+    let timer: NodeJS.Timeout | undefined;
+    const waitMs = Math.max(HANDOVER_WAIT_MS, this.#leaseMs * 10);
+    const gone = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs);
+    });
+    // A driver that left releases the leases (#checkDriver): nothing to hand over then.
+    const poll = setInterval(() => {
+      if ((this.#leases?.slots.length ?? 0) === 0) this.#handedOver?.();
+    }, 200);
+    await Promise.race([done, gone]);
+    clearTimeout(timer);
+    clearInterval(poll);
+    this.#options.logger.info({ worker: this.id, ms: Math.round(performance.now() - started) }, 'slots handed over');
   }
 
   async #register(): Promise<void> {
     const o = this.#options;
     this.#transport = await NatsTransport.open(o.nc, o.appName, this.id, { logger: o.logger });
     this.#leases = new SlotLeases(this.#kv, this.id, this.#leaseMs, o.logger);
-    const leases = this.#leases;
     this.#partitions = new PartitionWorker({
       plan: o.plan,
       transport: this.#transport,
@@ -145,7 +178,7 @@ export class Worker {
       inputs: this.#inputs,
       logger: o.logger,
       snapshots: o.snapshots,
-      checkOwnership: () => leases.check(),
+      checkOwnership: () => (this.#leases as SlotLeases).check(),
       allocate: o.allocate,
       onAssign: async (assignment, zeroTimeMs, owned) => {
         await this.#checkDriver();
@@ -153,7 +186,13 @@ export class Worker {
         this.#inputs.clear();
         for (const [id, input] of inputs) this.#inputs.set(id, input);
         const started = performance.now();
-        await leases.hold(owned, assignment.epoch);
+        if (this.#leases?.lost) {
+          // Fenced earlier (paused past its lease): this assignment takes it back as a fresh worker.
+          this.#leases = new SlotLeases(this.#kv, this.id, this.#leaseMs, o.logger);
+          o.logger.warn({ worker: this.id }, 'rejoining with fresh leases after losing them');
+        }
+        await (this.#leases as SlotLeases).hold(owned, assignment.epoch);
+        if (owned.length === 0) this.#handedOver?.();
         o.logger.info(
           { worker: this.id, slots: owned, epoch: assignment.epoch, ms: Math.round(performance.now() - started) },
           'assignment taken',
@@ -169,7 +208,8 @@ export class Worker {
       },
     });
     const info: WorkerInfo = { id: this.id, pid: process.pid, host: hostname(), graph: o.graph, startedAt: Date.now() };
-    this.#unregister = await keepRegistered(this.#kv, `workers.${this.id}`, info, this.#leaseMs, o.logger);
+    this.#info = info;
+    this.#registration = await keepRegistered(this.#kv, `workers.${this.id}`, info, this.#leaseMs, o.logger);
     this.#state = 'registered';
     o.logger.info({ worker: this.id, app: o.appName }, 'worker registered; waiting for the driver');
     // A driver with another graph is refused as soon as it shows up, not only when it assigns.
@@ -222,7 +262,7 @@ export class Worker {
     clearInterval(this.#watch);
     this.#partitions?.abandon();
     await this.#leases?.release();
-    await this.#unregister?.();
+    await this.#registration?.stop();
     await this.#transport?.close();
     await Promise.allSettled([...this.#inputs.values()].map((i) => i.close()));
   }

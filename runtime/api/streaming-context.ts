@@ -97,6 +97,13 @@ export interface StreamingListener {
   /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
   onError?(error: Error): void;
+  /** On a cluster: workers joined or left gracefully; their slots moved after a checkpoint (nothing replayed). */
+  onRebalanced?(info: {
+    readonly joined: readonly string[];
+    readonly leaving: readonly string[];
+    readonly slots: readonly string[];
+    readonly ms: number;
+  }): void;
   /** On a cluster: workers were lost, their slots reassigned, `replayed` batches run again (`ms` from detection). */
   onWorkersLost?(info: {
     readonly lost: readonly string[];
@@ -442,6 +449,13 @@ export class StreamingContext {
         batchStarted: (time, schedulingDelayMs) => this.#notify((l) => l.onBatchStarted?.({ time, schedulingDelayMs })),
         batchCompleted: (info) => this.#batchCompleted(info),
         failed: (error) => void this.#fail(error),
+        rebalanced: (info) => {
+          this.logger.info(
+            info,
+            `slots moved (joined: ${info.joined.join(', ') || '-'}; left: ${info.leaving.join(', ') || '-'}) in ${Math.round(info.ms)} ms`,
+          );
+          this.#notify((l) => l.onRebalanced?.(info));
+        },
         failedOver: (info) => {
           this.logger.warn(info, `workers ${info.lost.join(', ')} lost: slots reassigned, ${info.replayed} batches replayed`);
           this.#notify((l) => l.onWorkersLost?.(info));
@@ -452,7 +466,10 @@ export class StreamingContext {
       const driver = this.#driver;
       joined.watch(
         () => driver.assignedWorkers,
-        (lost) => driver.workersLost(lost),
+        (change) => {
+          if (change.lost.length > 0) driver.workersLost(change.lost);
+          else driver.rebalance(change.leaving, change.joined);
+        },
       );
     }
     // Batches of the downtime (between the last journaled batch and now) run first.

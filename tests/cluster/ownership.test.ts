@@ -6,11 +6,15 @@
  * worker from the object store, replays, and goes on exactly as one process would.
  */
 import test from 'ava';
+import { BatchCoordinator } from '../../actors/batch-coordinator.ts';
 import { leaseKey, openClusterBucket, readLease } from '../../actors/membership.ts';
+import { NatsTransport } from '../../actors/transport/nats.ts';
+import { DRIVER } from '../../actors/transport/transport.ts';
 import { StreamingContext } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
 import { encodeValue } from '../../runtime/base/cbor.ts';
 import { delayMs } from '../../runtime/base/clock.ts';
+import { compilePlan } from '../../runtime/graph/plan.ts';
 import { BATCH_MS, buildClusterApp } from '../helpers/cluster-apps.ts';
 import { startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
 import { readJetStreamJournal, within } from '../helpers/jetstream-journal-kit.ts';
@@ -23,11 +27,18 @@ test('cluster - a worker paused past its lease finds it taken when resumed and c
   const server = await startNatsServer();
   const nc = await connectTo(server.url);
   const worker = await startWorker(server.url, 'windowed', 'paused', { leaseMs: 1000 });
+  // A bare coordinator, not a driver: a driver would fail the paused worker over, and this test is about the worker.
+  const transport = await NatsTransport.open(nc, 'cluster-windowed', DRIVER);
   try {
-    const ssc = buildClusterApp('windowed', { clock: new ManualClock(START_MS), emit: () => {} });
-    ssc.cluster(server.url, { workers: 1, leaseMs: 1000 });
-    await ssc.start();
-    await ssc.runBatches(2);
+    const app = buildClusterApp('windowed', { clock: new ManualClock(START_MS), emit: () => {} });
+    const plan = compilePlan(app.graph.nodes, app.graph.outputs);
+    const input = plan.inputs[0]?.id as number;
+    const coordinator = new BatchCoordinator(transport, ['paused'], 30_000);
+    await coordinator.assign({ epoch: 1, slots: Array(6).fill('paused'), inputs: { [String(input)]: 'paused' } }, START_MS);
+    const batch = (time: number) =>
+      coordinator.runBatch(time, new Map([[input, { type: 'sequence', from: time, to: time + 50 } as const]]), false);
+    await batch(START_MS + BATCH_MS);
+    await coordinator.commit(START_MS + BATCH_MS);
     const kv = await openClusterBucket(nc, 'cluster-windowed', 1, 1000);
     t.like(await readLease(kv, 0), { worker: 'paused', epoch: 1 });
     worker.child.kill('SIGSTOP');
@@ -41,13 +52,16 @@ test('cluster - a worker paused past its lease finds it taken when resumed and c
     );
     await kv.create(leaseKey(0), encodeValue({ worker: 'thief', epoch: 99 }));
     worker.child.kill('SIGCONT');
-    const error = await t.throwsAsync(ssc.runBatches(1));
+    await batch(START_MS + 2 * BATCH_MS);
+    const error = await t.throwsAsync(coordinator.commit(START_MS + 2 * BATCH_MS));
     t.is((error as { code?: string }).code, 'FENCED', String(error));
     t.regex(String(error), /lost its lease on slot/);
+    const capture = await t.throwsAsync(coordinator.capture(START_MS + 2 * BATCH_MS, []));
+    t.is((capture as { code?: string }).code, 'FENCED', 'nor does it write a snapshot');
     t.like(await readLease(kv, 0), { worker: 'thief', epoch: 99 }, 'the resumed worker did not take the lease back');
-    await ssc.stop();
   } finally {
     worker.child.kill('SIGCONT');
+    await transport.close();
     await worker.stop();
     await nc.close();
     await server.stop();

@@ -322,7 +322,15 @@ test.serial('nats-server - a restarted cluster node rejoins: the stream needs it
   t.log(`publish attempts that failed: ${failures.length}`, failures);
   t.is(ack.seq, 7);
   await cluster.restart(other);
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info('replicated');
-  t.is(info.state.messages, 7);
+  // Right after a restart the JetStream API may not answer for a few seconds (an election): ask again, bounded.
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  let messages: number | undefined;
+  for (let attempt = 1; messages === undefined; attempt++) {
+    try {
+      messages = (await jsm.streams.info('replicated')).state.messages;
+    } catch (error) {
+      if (!(error instanceof TimeoutError) || attempt >= 6) throw error;
+    }
+  }
+  t.is(messages, 7);
 });
