@@ -6,10 +6,12 @@
  * again when its workers are all back, else a fresh rendezvous one.
  */
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
-import { InvalidConfigError } from '../runtime/base/errors.ts';
+import { FencedError, InvalidConfigError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import { compareFingerprints } from '../runtime/graph/fingerprint.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
@@ -79,6 +81,100 @@ export interface JournaledAssignment {
 }
 
 const WAIT_REPORT_MS = 2000;
+
+/** What holding the driver lease needs. */
+export interface DriverLeaseOptions {
+  readonly nc: NatsConnection;
+  readonly appName: string;
+  readonly replicas: number;
+  readonly leaseMs?: number | undefined;
+  /** Wait for the active driver to go instead of refusing to start. */
+  readonly standby: boolean;
+  readonly logger: Logger;
+  readonly onWaiting?: ((text: string) => void) | undefined;
+  /** Called once if the lease is lost while held (a pause past the lease time). */
+  readonly onLost?: ((error: Error) => void) | undefined;
+}
+
+/** The driver lease, held. */
+export interface DriverLease {
+  /** How long this driver waited for it (ms): a standby's wait for the active one. */
+  readonly waitedMs: number;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the app's driver lease (`driver-lease` in the cluster bucket, created with
+ * compare-and-set and renewed on its revision): one active driver per app. Another
+ * driver's live lease refuses the start, or, as a standby, waits until it expires
+ * (the active driver died) and takes over. The journal's fencing stays the guarantee
+ * of one writer; the lease decides who tries.
+ *
+ * @example
+ * const lease = await holdDriverLease({ nc, appName, replicas: 1, standby: true, logger });
+ */
+export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLease> {
+  const leaseMs = o.leaseMs ?? LEASE_MS_DEFAULT;
+  const kv = await openClusterBucket(o.nc, o.appName, o.replicas, leaseMs);
+  const value = encodeValue({ pid: process.pid, host: hostname(), startedAt: Date.now() });
+  const started = performance.now();
+  let revision: number | undefined;
+  let reported = false;
+  while (revision === undefined) {
+    try {
+      revision = await kv.create('driver-lease', value);
+    } catch (error) {
+      const entry = await kv.get('driver-lease').catch(() => null);
+      const holder =
+        entry && entry.operation === 'PUT' && entry.value.length > 0
+          ? (decodeValue(entry.value) as { pid: number; host: string })
+          : undefined;
+      if (holder === undefined) continue;
+      if (!o.standby) {
+        throw new InvalidConfigError(
+          `another driver of ${o.appName} is running (pid ${holder.pid} on ${holder.host}); start this one with --standby to take over when it stops`,
+        );
+      }
+      if (!reported) {
+        reported = true;
+        const text = `standby: waiting for the active driver of ${o.appName} (pid ${holder.pid} on ${holder.host}) to stop`;
+        o.logger.info({ holder }, text);
+        o.onWaiting?.(text);
+      }
+      await delayMs(Math.max(50, Math.floor(leaseMs / 6)));
+    }
+  }
+  const waitedMs = performance.now() - started;
+  let held = revision;
+  let released = false;
+  const timer = setInterval(
+    () => {
+      kv.update('driver-lease', value, held).then(
+        (next) => {
+          held = next;
+        },
+        (error: unknown) => {
+          if (released) return;
+          released = true;
+          clearInterval(timer);
+          const lost = new FencedError(`the driver lease of ${o.appName} was lost: another driver may be active`, { cause: error });
+          o.logger.error({ err: lost }, 'driver lease lost');
+          o.onLost?.(lost);
+        },
+      );
+    },
+    Math.max(100, Math.floor(leaseMs / 3)),
+  );
+  return {
+    waitedMs,
+    release: async () => {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      await kv.delete('driver-lease', { previousSeq: held }).catch(() => {});
+    },
+  };
+}
 
 /**
  * Joins (or forms) the cluster of an app as its driver.

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../../actors/checkpointer.ts';
-import { type JoinedCluster, joinCluster } from '../../actors/cluster-driver.ts';
+import { type DriverLease, holdDriverLease, type JoinedCluster, joinCluster } from '../../actors/cluster-driver.ts';
 import { type BatchInfo, Driver } from '../../actors/driver.ts';
 import { type GeneratorStreamOptions, generatorSource } from '../../actors/receivers/generator.ts';
 import { type JetStreamStreamOptions, jetstreamSource } from '../../actors/receivers/jetstream.ts';
@@ -78,6 +78,11 @@ export interface ClusterConfig {
   readonly connection?: NatsOptions['connection'];
   /** Told while the driver waits for its workers (default: the logger). */
   readonly onWaiting?: (text: string) => void;
+  /**
+   * Wait as a standby while another driver of the app is active, and take over when
+   * it dies (its lease expires); without it, a second driver is refused.
+   */
+  readonly standby?: boolean;
 }
 
 /** Input kinds that run a receiver: on a cluster it runs on one worker and writes ahead to a JetStream log. */
@@ -156,6 +161,7 @@ export class StreamingContext {
   #keys: Map<number, string> | undefined;
   #cluster: ClusterConfig | undefined;
   #joined: JoinedCluster | undefined;
+  #driverLease: DriverLease | undefined;
   #clusterNats: NatsConnection | undefined;
   #plan: ReturnType<typeof compilePlan> | undefined;
   #listeners: StreamingListener[] = [];
@@ -356,7 +362,22 @@ export class StreamingContext {
     if (this.#cluster) {
       try {
         this.#checkClusterGraph(plan);
+        const c = this.#cluster;
+        const { nc, replicas } = await this.#clusterConnection();
+        this.#driverLease = await holdDriverLease({
+          nc,
+          appName: this.appName,
+          replicas,
+          leaseMs: c.leaseMs,
+          standby: c.standby === true,
+          logger: this.logger,
+          onWaiting: c.onWaiting,
+          onLost: (error) => void this.#fail(error),
+        });
+        if (c.standby) this.logger.warn({ waitedMs: Math.round(this.#driverLease.waitedMs) }, 'standby: this driver is now active');
       } catch (error) {
+        await this.#clusterNats?.drain().catch(() => {});
+        this.#clusterNats = undefined;
         this.#lifecycle = 'stopped';
         this.#error = error as Error;
         this.#terminate.reject(this.#error);
@@ -947,6 +968,9 @@ export class StreamingContext {
     const joined = this.#joined;
     this.#joined = undefined;
     if (joined) await joined.leave().catch(() => {});
+    const lease = this.#driverLease;
+    this.#driverLease = undefined;
+    if (lease) await lease.release();
     const clusterNats = this.#clusterNats;
     this.#clusterNats = undefined;
     if (clusterNats) await clusterNats.drain().catch(() => {});

@@ -38,7 +38,7 @@ function seconds(value: string): number {
 async function run(
   file: string,
   args: string[],
-  options: { forever?: boolean; duration: number; status: boolean; nats?: string; workers?: number },
+  options: { forever?: boolean; duration: number; status: boolean; nats?: string; workers?: number; standby?: boolean },
 ): Promise<void> {
   const app = await loadApp(file);
   const ssc = await app({ args });
@@ -51,7 +51,11 @@ async function run(
     }
     if (ssc.lifecycle !== 'initialized')
       throw new TributaryError('INVALID_CONFIG', `${file} started its context itself: --workers cannot apply`);
-    ssc.cluster(options.nats, { workers: options.workers, onWaiting: (text) => process.stderr.write(`${text}\n`) });
+    ssc.cluster(options.nats, {
+      workers: options.workers,
+      standby: options.standby === true,
+      onWaiting: (text) => process.stderr.write(`${text}\n`),
+    });
   }
   const status = new StatusLine();
   if (options.status) ssc.addStreamingListener({ onBatchCompleted: (info) => status.update(info) });
@@ -89,6 +93,7 @@ program
   .option('--no-status', 'do not show the live status line')
   .option('--nats <url>', 'run the batches on worker processes over this NATS (with --workers)')
   .option('--workers <n>', 'with --nats: live workers to wait for before the first batch', (v) => positiveInt(v))
+  .option('--standby', 'with --nats: wait while another driver of the app is active, take over when it dies')
   .option('--supervise', 'restart the driver after a failure (with backoff)')
   .option('--max-restarts <n>', 'with --supervise: crashes allowed within the window', (v) => positiveInt(v), 5)
   .option('--restart-window <seconds>', 'with --supervise: the window crashes are counted in', seconds, 60)
@@ -108,6 +113,7 @@ program
 
 interface RunCliOptions {
   nats?: string;
+  standby?: boolean;
   workers?: number;
   forever?: boolean;
   duration: number;

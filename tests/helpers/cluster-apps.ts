@@ -65,7 +65,9 @@ export function buildClusterApp(name: ClusterAppName, o: ClusterAppOptions = {})
   const emit =
     o.emit ??
     ((output: string, time: number, records: unknown[]) => {
-      process.stdout.write(`out ${output} ${time} ${records.length}\n`);
+      let sum = 0;
+      for (const r of records) if (Array.isArray(r) && typeof r[1] === 'number') sum += r[1];
+      process.stdout.write(`out ${output} ${time} ${records.length} ${sum}\n`);
     });
   const words = (seed: number, rate: number) =>
     ssc
