@@ -123,7 +123,7 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
   while (revision === undefined) {
     try {
       revision = await kv.create('driver-lease', value);
-    } catch (error) {
+    } catch {
       const entry = await kv.get('driver-lease').catch(() => null);
       const holder =
         entry && entry.operation === 'PUT' && entry.value.length > 0
