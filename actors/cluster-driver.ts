@@ -154,7 +154,9 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
           held = next;
         },
         (error: unknown) => {
-          if (released) return;
+          // A renewal that failed for a moment (a server restart, an election) is tried again next time;
+          // only a revision that moved (another driver took the lease) means it is lost.
+          if (released || !/wrong last sequence/i.test(String((error as Error).message))) return;
           released = true;
           clearInterval(timer);
           const lost = new FencedError(`the driver lease of ${o.appName} was lost: another driver may be active`, { cause: error });

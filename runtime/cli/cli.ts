@@ -172,7 +172,8 @@ program
   .argument('[workload]', 'the workload to run (word-count)', 'word-count')
   .option('--kills <n>', 'number of kills', (v) => positiveInt(v), 20)
   .option('--seed <n>', 'seed of the kill moments and targets (printed in the report)', (v) => positiveInt(v), Date.now() % 100_000)
-  .option('--targets <list>', 'what to kill: driver, nats or both (driver,nats)', 'driver')
+  .option('--targets <list>', 'what to kill: driver, nats, worker (with --workers), comma-separated', 'driver')
+  .option('--workers <n>', 'run the workload on this many worker processes (needs --journal nats)', (v) => positiveInt(v))
   .option('--journal <kind>', 'checkpoint journal: file or nats', 'file')
   .option('--cluster', 'with --journal nats: a 3-node cluster and an R3 journal (default when nats is a target)')
   .option('--single-server', 'with --journal nats: one nats-server and an R1 journal, even when nats is a target')
@@ -186,7 +187,15 @@ program
   .action(async (workload: string, o: ChaosCliOptions) => {
     if (workload !== 'word-count') throw new TributaryError('INVALID_CONFIG', `unknown chaos workload ${workload} (available: word-count)`);
     const targets = o.targets.split(',').map((t) => t.trim());
-    for (const t of targets) if (t !== 'driver' && t !== 'nats') throw new InvalidArgumentError(`unknown target ${t}`);
+    for (const t of targets) if (t !== 'driver' && t !== 'nats' && t !== 'worker') throw new InvalidArgumentError(`unknown target ${t}`);
+    if (targets.includes('worker') && o.workers === undefined)
+      throw new TributaryError('INVALID_CONFIG', '--targets worker needs --workers <n>');
+    if (o.workers !== undefined && (o.journal !== 'nats' || o.workers < 2)) {
+      throw new TributaryError(
+        'INVALID_CONFIG',
+        '--workers needs --journal nats and at least 2 workers (a cluster keeps its checkpoint in JetStream)',
+      );
+    }
     if (o.journal !== 'file' && o.journal !== 'nats') throw new InvalidArgumentError(`unknown journal ${o.journal}`);
     if (o.badInput && o.journal !== 'nats') {
       throw new TributaryError(
@@ -199,7 +208,8 @@ program
     const report = await runChaos({
       kills: o.kills,
       seed: o.seed,
-      targets: targets as ('driver' | 'nats')[],
+      targets: targets as ('driver' | 'nats' | 'worker')[],
+      ...(o.workers !== undefined ? { workers: o.workers } : {}),
       journal: o.journal,
       ...(o.cluster ? { cluster: true } : o.singleServer ? { cluster: false } : {}),
       timeoutMs: o.timeout * 1000,
@@ -212,6 +222,7 @@ program
   });
 
 interface ChaosCliOptions {
+  workers?: number;
   kills: number;
   seed: number;
   targets: string;

@@ -126,7 +126,14 @@ test('cluster - a standby driver takes over when the active one is killed, and t
     t.log(`takeover: ${Math.round(takeoverMs)} ms from SIGKILL to the standby's first batch output`);
   } finally {
     active.child.kill('SIGKILL');
-    standby?.child.kill('SIGTERM');
+    const last = standby?.child;
+    if (last && last.exitCode === null && last.signalCode === null) {
+      const exited = new Promise<void>((resolve) => last.once('exit', () => resolve()));
+      last.kill('SIGTERM');
+      const timer = setTimeout(() => last.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
     await stopWorkers(workers);
     await server.stop();
   }

@@ -27,7 +27,14 @@ import { appNameOf, type BadInputOptions, type WorkloadOptions } from './word-co
 export interface ChaosOptions {
   readonly kills: number;
   readonly seed: number;
-  readonly targets: readonly ('driver' | 'nats')[];
+  readonly targets: readonly ('driver' | 'nats' | 'worker')[];
+  /**
+   * Run the workload on this many worker processes (needs the NATS journal). Worker
+   * faults are a SIGKILL or a pause (SIGSTOP past the lease, then SIGCONT), drawn
+   * from the seed; a worker also joins a third of the way and one leaves (SIGTERM)
+   * two thirds of the way.
+   */
+  readonly workers?: number;
   readonly journal: 'file' | 'nats';
   /** With a NATS journal: a 3-node cluster and an R3 journal (default when nats is a target). */
   readonly cluster?: boolean;
@@ -119,9 +126,16 @@ const CATCH_UP_WAIT_MS = 30_000;
  */
 const NATS_KILL_SECONDS = 20;
 
+/** Stream time planned per worker fault (detection within the 3 s lease, failover, replay). */
+const WORKER_FAULT_SECONDS = 6;
+/** How long a paused worker stays stopped: past its 3 s lease, so it is failed over. */
+const WORKER_PAUSE_MS = 4500;
+
 /** One planned fault. */
 interface PlannedKill {
-  readonly target: 'driver' | 'nats';
+  readonly target: 'driver' | 'nats' | 'worker' | 'join' | 'leave';
+  /** Worker faults: SIGSTOP then SIGCONT instead of SIGKILL. */
+  readonly pause: boolean;
   /** Pause after the progress that allows it, in ms. */
   readonly wait: number;
   /** Which cluster node (nats kills on a cluster). */
@@ -133,12 +147,27 @@ interface PlannedKill {
 /** The run's faults, all drawn from the seed before it starts (so the stream time can be sized to them). */
 function killPlan(options: ChaosOptions): PlannedKill[] {
   const rng = seededRandom(options.seed);
-  return Array.from({ length: options.kills }, () => ({
+  // Worker faults draw from a stream of their own: the plans of runs without workers stay what they were.
+  const workerRng = seededRandom(options.seed ^ 0x5bd1e995);
+  const plan: PlannedKill[] = Array.from({ length: options.kills }, () => ({
     target: options.targets[Math.floor(rng() * options.targets.length)] ?? 'driver',
+    pause: workerRng() < 0.5,
     wait: 100 + Math.floor(rng() * (options.killDelayMsMax ?? 800)),
     which: Math.floor(rng() * 3),
     outage: 200 + Math.floor(rng() * 800),
   }));
+  if (options.workers !== undefined) {
+    // Rescaling while the job runs: a worker joins a third of the way, one leaves two thirds of the way.
+    plan.splice(Math.floor((2 * plan.length) / 3), 0, {
+      target: 'leave',
+      pause: false,
+      wait: 200,
+      which: Math.floor(workerRng() * 1000),
+      outage: 0,
+    });
+    plan.splice(Math.floor(plan.length / 3), 0, { target: 'join', pause: false, wait: 200, which: 0, outage: 0 });
+  }
+  return plan;
 }
 
 /** True when a run with these options runs on a 3-node cluster (with an R3 journal). */
@@ -156,10 +185,10 @@ function streamsOfRun(appName: string, runnerStreams: readonly string[]): (strea
   return (stream) => runnerStreams.includes(stream) || `_${stream}_`.includes(`_${app}_`);
 }
 
-function childEntry(): { file: string; execArgv: string[] } {
+function childEntry(name = 'child'): { file: string; execArgv: string[] } {
   const here = fileURLToPath(import.meta.url);
   const ext = path.extname(here);
-  return { file: path.join(path.dirname(here), `child${ext}`), execArgv: ext === '.ts' ? ['--import', 'tsx'] : [] };
+  return { file: path.join(path.dirname(here), `${name}${ext}`), execArgv: ext === '.ts' ? ['--import', 'tsx'] : [] };
 }
 
 interface ChildLink {
@@ -181,6 +210,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const runId = `${options.seed}-${process.pid}-${Date.now() % 1_000_000}`;
   const natsTargeted = options.targets.includes('nats');
   if (natsTargeted && options.journal !== 'nats') throw new Error('--targets nats needs --journal nats');
+  if (options.targets.includes('worker') && options.workers === undefined) throw new Error('--targets worker needs --workers <n>');
+  if (options.workers !== undefined && (options.journal !== 'nats' || options.workers < 2)) {
+    throw new Error('--workers needs --journal nats and at least 2 workers (a cluster keeps its checkpoint in JetStream)');
+  }
   if (options.badInput && options.journal !== 'nats') {
     // The bad input is a JetStream stream with a dead-letter subject; the file journal runs without NATS.
     throw new Error('--bad-input needs --journal nats (malformed records are fed through a JetStream stream and dead-lettered over NATS)');
@@ -239,7 +272,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // Enough stream time for every kill: a nats-server kill costs an outage, an election,
     // the replicas' catch-up and the driver's (seconds), a driver kill a restart (under a second).
     const natsKills = plan.filter((k) => k.target === 'nats').length;
-    const seconds = Math.max(natsKills > 0 ? 30 : 6, natsKills * NATS_KILL_SECONDS + (plan.length - natsKills) * 1.6 + 3);
+    const workerFaults = plan.filter((k) => k.target !== 'nats' && k.target !== 'driver').length;
+    const driverKills = plan.length - natsKills - workerFaults;
+    // On a cluster a restarted driver also waits for the killed one's lease to expire (3 s).
+    const driverSeconds = options.workers !== undefined ? 5 : 1.6;
+    const seconds = Math.max(
+      natsKills > 0 ? 30 : 6,
+      natsKills * NATS_KILL_SECONDS + workerFaults * WORKER_FAULT_SECONDS + driverKills * driverSeconds + 3,
+    );
     const workload: WorkloadOptions = {
       runId: runId.replace(/[^A-Za-z0-9_-]/g, '_'),
       seed: options.seed,
@@ -250,6 +290,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       outDir: path.join(workDir, 'out'),
       ...(resultsSubject ? { resultsSubject } : {}),
       ...(input ? { input } : {}),
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
     };
     await fs.mkdir(path.join(workload.outDir, 'batches'), { recursive: true });
     const totalBatches = Math.ceil((workload.records / RATE_PER_SECOND) * (1000 / batchMs));
@@ -283,6 +324,41 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     let onProgress: (() => void) | undefined;
     let child: ChildLink | undefined;
     const entry = childEntry();
+    const workerEntry = childEntry('worker-child');
+    /** Live worker processes by id; killed ones are replaced under a new id. */
+    const workerLinks = new Map<string, ChildLink>();
+    let workerSeq = 0;
+    const spawnWorker = async (): Promise<string> => {
+      const id = `w${++workerSeq}`;
+      const proc = spawn(process.execPath, [...workerEntry.execArgv, workerEntry.file, JSON.stringify(workload), id], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? 'error' },
+      });
+      proc.stderr?.setEncoding('utf8');
+      proc.stderr?.on('data', (chunk: string) => {
+        if (!showProgress) process.stderr.write(chunk.replace(/^/gm, `  [${id}] `));
+      });
+      const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+      const link: ChildLink = { proc, exited, killedByUs: false };
+      workerLinks.set(id, link);
+      void exited.then(() => {
+        if (workerLinks.get(id) === link) workerLinks.delete(id);
+      });
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        proc.stdout?.setEncoding('utf8');
+        proc.stdout?.on('data', (chunk: string) => {
+          out += chunk;
+          if (out.includes('registered')) resolve();
+        });
+        void exited.then((code) => reject(new Error(`chaos worker ${id} exited (${code}) before registering`)));
+      });
+      return id;
+    };
+    const pickWorker = (which: number): [string, ChildLink] | undefined => {
+      const live = [...workerLinks].sort((a, b) => a[0].localeCompare(b[0]));
+      return live[which % Math.max(1, live.length)];
+    };
 
     const spawnChild = (): ChildLink => {
       const proc = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify(workload)], {
@@ -370,6 +446,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     try {
       // Half of the bad input is there before the first start, the rest arrives during the run.
       await publishing?.before;
+      for (let i = 0; i < (options.workers ?? 0); i++) await spawnWorker();
       child = spawnChild();
       // Restart the driver whenever it dies, until the run is done.
       const supervise = async () => {
@@ -384,19 +461,51 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         }
       };
       const supervision = supervise();
-      for (const { target, wait, which, outage } of plan) {
+      for (const { target, wait, which, outage, pause } of plan) {
         if (done || timedOut) break;
         await nextProgress();
         if (done || timedOut) break;
         await holdMs(wait);
         if (done || timedOut) break;
+        const workerTarget =
+          target === 'worker' ? (pause ? 'worker-pause' : 'worker-kill') : target === 'join' ? 'worker-join' : 'worker-leave';
         const record: KillRecord = {
-          target: target === 'driver' ? 'driver' : cluster ? `nats-server ${which}` : 'nats-server',
+          target: target === 'driver' ? 'driver' : target === 'nats' ? (cluster ? `nats-server ${which}` : 'nats-server') : workerTarget,
           atMs: elapsed(),
         };
         kills.push(record);
         bar?.update({ kills: kills.length, phase: `killed ${record.target}` });
-        if (target === 'driver') {
+        if (target === 'join') {
+          waitingRecovery = { since: performance.now(), record };
+          await spawnWorker();
+        } else if (target === 'leave') {
+          const picked = pickWorker(which);
+          if (picked) {
+            waitingRecovery = { since: performance.now(), record };
+            picked[1].killedByUs = true;
+            picked[1].proc.kill('SIGTERM');
+            await picked[1].exited;
+          }
+        } else if (target === 'worker') {
+          const picked = pickWorker(which);
+          if (picked) {
+            const [, link] = picked;
+            link.killedByUs = true;
+            waitingRecovery = { since: performance.now(), record };
+            if (pause) {
+              link.proc.kill('SIGSTOP');
+              await holdMs(WORKER_PAUSE_MS);
+              // Resumed, it finds its leases gone, commits nothing and rejoins as a fresh worker.
+              link.proc.kill('SIGCONT');
+              link.killedByUs = false;
+            } else {
+              link.proc.kill('SIGKILL');
+              await link.exited;
+              // Keep the cluster's size: a replacement joins under a new id.
+              await spawnWorker();
+            }
+          }
+        } else if (target === 'driver') {
           const current = child as ChildLink;
           current.killedByUs = true;
           waitingRecovery = { since: performance.now(), record };
@@ -431,6 +540,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       if (child && child.proc.exitCode === null) {
         child.proc.kill('SIGKILL');
         await child.exited;
+      }
+      for (const link of workerLinks.values()) {
+        link.proc.kill('SIGCONT');
+        link.proc.kill('SIGKILL');
+        await link.exited;
       }
       bar?.stop();
     }
@@ -492,8 +606,13 @@ export function chaosPassed(r: Omit<ChaosReport, 'passed'>): boolean {
     r.freshStarts === 0 &&
     r.replicaDivergence.length === 0 &&
     (r.deadLetters === undefined || (r.deadLetters.missing === 0 && r.deadLetters.unexpected === 0)) &&
-    r.kills.length === r.options.kills
+    r.kills.length === plannedFaults(r.options)
   );
+}
+
+/** Faults a run plans: the kills, plus a worker joining and one leaving on a cluster of workers. */
+function plannedFaults(options: ChaosOptions): number {
+  return options.kills + (options.workers !== undefined ? 2 : 0);
 }
 
 function failedVerdict(): Verdict {
@@ -614,6 +733,18 @@ function catchUpLine(kills: readonly KillRecord[]): string {
   return `catch-up after nats outage: ${stats(caughtUp)}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
 }
 
+/** `driver: min/median/max; worker-kill: ...`, from each fault to the first batch completed past it. */
+function recoveryByTarget(kills: readonly KillRecord[]): string {
+  const by = new Map<string, number[]>();
+  for (const k of kills) {
+    const target = k.target.split(' ')[0] as string;
+    const list = by.get(target) ?? [];
+    if (k.recoveryMs !== undefined) list.push(k.recoveryMs);
+    by.set(target, list);
+  }
+  return [...by].map(([t, ms]) => `${t} (${ms.length}) ${stats(ms)}`).join('; ');
+}
+
 function replicaLine(r: ChaosReport): string {
   if (r.options.journal !== 'nats') return 'n/a (file journal)';
   if (!isClustered(r.options)) return 'n/a (single server)';
@@ -640,10 +771,11 @@ export function formatChaosReport(r: ChaosReport): string {
   const byTarget = new Map<string, number>();
   for (const k of r.kills) byTarget.set(k.target.split(' ')[0] as string, (byTarget.get(k.target.split(' ')[0] as string) ?? 0) + 1);
   const lines = [
-    `chaos report — workload word-count, journal ${o.journal}${isClustered(o) ? ' (3-node cluster, R3)' : ''}, seed ${o.seed}`,
-    `kills:                  ${r.kills.length} of ${o.kills} (${[...byTarget].map(([t, n]) => `${t} ${n}`).join(', ') || 'none'})`,
+    `chaos report — workload word-count, journal ${o.journal}${isClustered(o) ? ' (3-node cluster, R3)' : ''}${o.workers !== undefined ? `, ${o.workers} workers` : ''}, seed ${o.seed}`,
+    `kills:                  ${r.kills.length} of ${plannedFaults(o)} (${[...byTarget].map(([t, n]) => `${t} ${n}`).join(', ') || 'none'})`,
     `recoveries:             ${recoveries.length}${r.unexpectedExits > 0 ? ` (+${r.unexpectedExits} unexpected driver exits, restarted)` : ''}`,
     `recovery time:          ${stats(recoveries)}`,
+    ...(byTarget.size > 1 || o.workers !== undefined ? [`recovery by target:     ${recoveryByTarget(r.kills)}`] : []),
     catchUpLine(r.kills),
     ...(r.freshStarts > 0 ? [`checkpoint lost:        ${r.freshStarts} restarts began afresh (a new zero time)`] : []),
     `records in:             ${r.recordsIn} words`,

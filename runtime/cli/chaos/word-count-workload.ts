@@ -30,6 +30,8 @@ export interface WorkloadOptions {
   readonly resultsSubject?: string;
   /** With `--bad-input`: a JetStream stream of good and malformed records, read too. */
   readonly input?: BadInputOptions;
+  /** On a cluster: the batches run on this many worker processes (the checkpoint's NATS). */
+  readonly workers?: number;
 }
 
 /** Where the bad input of a run is and what it holds. */
@@ -76,6 +78,8 @@ export function buildWordCountWorkload(options: WorkloadOptions): StreamingConte
     // Checkpoint every 5 batches, so kills land before, at and between checkpoints.
     snapshotFullEvery: 3,
   });
+  // A restarted driver waits as a standby until the killed one's driver lease expired.
+  if (options.workers !== undefined) ssc.cluster(options.checkpoint, { workers: options.workers, standby: true });
   const generated = ssc.generatorStream({ ratePerSecond: options.ratePerSecond, seed: options.seed, limit: options.records });
   // Good records of the bad input add their words (prefixed `in-`) to the same counts.
   const lines = options.input
