@@ -219,6 +219,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
     o.logger.info({ workers: ids, slots: assignment.slots, waitedMs: Math.round(waitedMs) }, 'cluster formed');
     let watcher: NodeJS.Timeout | undefined;
     let checking = false;
+    /** Workers the last (re)assignment was made over, with or without slots: not "joined" again. */
+    let considered = new Set(ids);
     return {
       transport,
       assignment,
@@ -238,7 +240,10 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
                 const lost = [...mine].filter((w) => !ids.has(w));
                 const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
                 const joined = live
-                  .filter((w) => !mine.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0)
+                  .filter(
+                    (w) =>
+                      !mine.has(w.id) && !considered.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0,
+                  )
                   .map((w) => w.id);
                 if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
               })
@@ -255,13 +260,14 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
         const live = (await waitForWorkers(kv, { ...o, workers: 1 }, performance.now(), new Set(lost), true)).filter(
           (w, _i, all) => w.leaving !== true || all.every((x) => x.leaving === true),
         );
+        considered = new Set(live.map((w) => w.id));
         const next = assign(
           slots,
           inputIds,
           live.map((w) => w.id),
           epoch,
         );
-        o.logger.warn({ lost, workers: live.map((w) => w.id), slots: next.slots }, 'workers lost: their slots go to live workers');
+        o.logger.info({ without: lost, workers: live.map((w) => w.id), slots: next.slots }, 'slots reassigned');
         return { assignment: next, journaled: journal(next) };
       },
       leave: async () => {

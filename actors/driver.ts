@@ -123,6 +123,11 @@ class WorkerLostError extends TributaryError {
   }
 }
 
+/** True for a batch failure whose cause is a lost worker (the failover runs the batch again). */
+function isWorkerLoss(error: unknown): boolean {
+  return error instanceof WorkerLostError || (error instanceof Error && error.cause instanceof WorkerLostError);
+}
+
 /** The in-process worker's name on the local transport. */
 const LOCAL_WORKER = 'local';
 
@@ -147,6 +152,10 @@ export class Driver {
   #idleWaiters: (() => void)[] = [];
   #lastCompleted: number | undefined;
   #rebalanceRefused = false;
+  /** Workers lost while a failover or handover ran: the next failover takes them out. */
+  readonly #lostDuring = new Set<string>();
+  /** Workers the running failover takes out. */
+  readonly #losing = new Set<string>();
   /** A failover in progress: no batch starts and no input is allocated until it ends. */
   #failover: Promise<void> | undefined;
   /** Settles when the batch in flight (and its checkpoint capture) settled. */
@@ -234,11 +243,20 @@ export class Driver {
   workersLost(lost: readonly string[]): void {
     const cluster = this.#cfg.cluster;
     const cp = this.#cfg.checkpointer;
-    if (this.#failed || this.#failover || cluster?.reassign === undefined) return;
+    if (this.#failed || cluster?.reassign === undefined) return;
     if (cp === undefined) {
       this.#fail(new FencedError(`workers ${lost.join(', ')} were lost and the app has no checkpoint to restore their partitions from`));
       return;
     }
+    if (this.#failover) {
+      // Lost during a failover or a handover: that one stops (its requests to the lost worker fail now) and a new one starts.
+      const fresh = lost.filter((w) => !this.#lostDuring.has(w) && !this.#losing.has(w));
+      if (fresh.length === 0) return;
+      for (const w of fresh) this.#lostDuring.add(w);
+      this.#coordinator.interrupt(new WorkerLostError(fresh));
+      return;
+    }
+    for (const w of lost) this.#losing.add(w);
     const reassign = cluster.reassign;
     const started = performance.now();
     const reason = new WorkerLostError(lost);
@@ -263,15 +281,23 @@ export class Driver {
       this.#queue.splice(0, this.#queue.length, ...replay);
       this.#cfg.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
     })().then(
-      () => {
-        this.#failover = undefined;
-        dispatch(this.ref, { type: 'driver.kick' });
-      },
-      (error: unknown) => {
-        this.#failover = undefined;
-        this.#fail(error as Error);
-      },
+      () => this.#recovered(),
+      (error: unknown) => this.#recovered(error as Error),
     );
+  }
+
+  /** A failover or handover ended: go on, or fail over again for workers lost meanwhile. */
+  #recovered(error?: Error): void {
+    this.#failover = undefined;
+    this.#losing.clear();
+    if (this.#lostDuring.size > 0) {
+      const again = [...this.#lostDuring];
+      this.#lostDuring.clear();
+      this.workersLost(again);
+      return;
+    }
+    if (error) this.#fail(error);
+    else dispatch(this.ref, { type: 'driver.kick' });
   }
 
   /**
@@ -323,14 +349,8 @@ export class Driver {
       );
       this.#cfg.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, ms: performance.now() - started });
     })().then(
-      () => {
-        this.#failover = undefined;
-        dispatch(this.ref, { type: 'driver.kick' });
-      },
-      (error: unknown) => {
-        this.#failover = undefined;
-        this.#fail(error as Error);
-      },
+      () => this.#recovered(),
+      (error: unknown) => this.#recovered(error as Error),
     );
   }
 
@@ -406,8 +426,8 @@ export class Driver {
         break;
       case 'driver.batch-failed':
         this.#running = false;
-        // A batch cut short by a lost worker runs again after the failover.
-        if (this.#failover === undefined) this.#fail(msg.error as Error);
+        // A batch cut short by a lost worker runs again after the failover (which may be over already).
+        if (this.#failover === undefined && !isWorkerLoss(msg.error)) this.#fail(msg.error as Error);
         break;
       case 'driver.kick':
         break;
