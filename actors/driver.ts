@@ -9,7 +9,7 @@
 import { assertNever } from '../runtime/base/assert.ts';
 import type { Clock } from '../runtime/base/clock.ts';
 import { startStopwatch } from '../runtime/base/clock.ts';
-import { BatchFailedError, FencedError, OperatorFailure, TributaryError } from '../runtime/base/errors.ts';
+import { BatchFailedError, OperatorFailure } from '../runtime/base/errors.ts';
 import type { OutputOp, PartitionState } from '../runtime/graph/graph.ts';
 import type { OpenInput } from '../runtime/graph/input-source.ts';
 import { partitionOf } from '../runtime/graph/partitioner.ts';
@@ -21,6 +21,7 @@ import type { Checkpointer, CheckpointStats } from './checkpointer.ts';
 import type { DriverMessage, OutputMessage, Reply } from './messages.ts';
 import { unwrap } from './messages.ts';
 import { spawnOutput } from './output.ts';
+import { isWorkerLoss, Reassignment } from './reassignment.ts';
 import { type ActorRef, type ActorSystem, ask, dispatch, spawnActor } from './system.ts';
 import { LocalHub } from './transport/local.ts';
 import { type AssignmentWire, DRIVER, type RestoreSpec, type Transport } from './transport/transport.ts';
@@ -115,19 +116,6 @@ interface Job {
   readonly replayed?: boolean;
 }
 
-/** Workers stopped heart-beating; the batch in flight is run again after a failover. */
-class WorkerLostError extends TributaryError {
-  constructor(lost: readonly string[]) {
-    super('INVALID_STATE', `workers ${lost.join(', ')} were lost: their slots go to live workers`);
-    this.name = 'WorkerLostError';
-  }
-}
-
-/** True for a batch failure whose cause is a lost worker (the failover runs the batch again). */
-function isWorkerLoss(error: unknown): boolean {
-  return error instanceof WorkerLostError || (error instanceof Error && error.cause instanceof WorkerLostError);
-}
-
 /** The in-process worker's name on the local transport. */
 const LOCAL_WORKER = 'local';
 
@@ -151,13 +139,8 @@ export class Driver {
   #pendingTicks = 0;
   #idleWaiters: (() => void)[] = [];
   #lastCompleted: number | undefined;
-  #rebalanceRefused = false;
-  /** Workers lost while a failover or handover ran: the next failover takes them out. */
-  readonly #lostDuring = new Set<string>();
-  /** Workers the running failover takes out. */
-  readonly #losing = new Set<string>();
-  /** A failover in progress: no batch starts and no input is allocated until it ends. */
-  #failover: Promise<void> | undefined;
+  /** Failovers and handovers of a cluster run. */
+  readonly #reassignment: Reassignment | undefined;
   /** Settles when the batch in flight (and its checkpoint capture) settled. */
   #inFlight: Promise<unknown> = Promise.resolve();
   /** Input positions as of the last journaled allocation. */
@@ -195,6 +178,27 @@ export class Driver {
       this.#ready = this.#coordinator.assign(assignment, cfg.zeroTimeMs);
     }
     this.#ready.catch((error: unknown) => this.#fail(error as Error));
+    const reassign = cfg.cluster?.reassign;
+    this.#reassignment = reassign
+      ? new Reassignment({
+          coordinator: this.#coordinator,
+          checkpointer: cfg.checkpointer,
+          plan: cfg.plan,
+          keys: cfg.keys,
+          zeroTimeMs: cfg.zeroTimeMs,
+          listener: cfg.listener,
+          reassign,
+          inFlight: () => this.#inFlight,
+          lastCompleted: () => this.#lastCompleted,
+          checkpointNow: (time) => this.#checkpoint(time, true),
+          replaceQueue: (jobs) => {
+            this.#queue.splice(0, this.#queue.length, ...jobs);
+          },
+          failed: () => this.#failed,
+          fail: (error) => this.#fail(error),
+          resume: () => dispatch(this.ref, { type: 'driver.kick' }),
+        })
+      : undefined;
     for (const op of cfg.plan.outputs) this.#outputs.set(op.id, spawnOutput(parent, `output-${op.id}`, op));
     for (const r of cfg.replay ?? []) {
       this.#queue.push({ time: r.time, allocations: r.allocations, skipOutputs: r.completed, replayed: true });
@@ -233,125 +237,14 @@ export class Driver {
     return this.#coordinator.lookup(nodeId, partitionOf(key, node.partitions), key);
   }
 
-  /**
-   * Workers `lost` stopped heart-beating (killed, paused, cut off): the batch in
-   * flight stops, the driver reassigns their slots and inputs to live workers, every
-   * worker restores its partitions from the last checkpoint, and the batches
-   * journaled since then run again (outputs of completed ones are not re-run). State
-   * stays exactly-once. Needs a checkpoint (the journal holds what to replay).
-   */
+  /** Workers `lost` stopped heart-beating: see Reassignment.workersLost. */
   workersLost(lost: readonly string[]): void {
-    const cluster = this.#cfg.cluster;
-    const cp = this.#cfg.checkpointer;
-    if (this.#failed || cluster?.reassign === undefined) return;
-    if (cp === undefined) {
-      this.#fail(new FencedError(`workers ${lost.join(', ')} were lost and the app has no checkpoint to restore their partitions from`));
-      return;
-    }
-    if (this.#failover) {
-      // Lost during a failover or a handover: that one stops (its requests to the lost worker fail now) and a new one starts.
-      const fresh = lost.filter((w) => !this.#lostDuring.has(w) && !this.#losing.has(w));
-      if (fresh.length === 0) return;
-      for (const w of fresh) this.#lostDuring.add(w);
-      this.#coordinator.interrupt(new WorkerLostError(fresh));
-      return;
-    }
-    for (const w of lost) this.#losing.add(w);
-    const reassign = cluster.reassign;
-    const started = performance.now();
-    const reason = new WorkerLostError(lost);
-    this.#coordinator.interrupt(reason);
-    this.#failover = (async () => {
-      await this.#inFlight;
-      const assignment = await reassign(lost);
-      const last = cp.lastCheckpoint;
-      const restore = last
-        ? { time: last.time, chains: Object.fromEntries(last.snapshots.map((r) => [`${r.operator}/${r.partition}`, r.chain])) }
-        : undefined;
-      await this.#coordinator.restart(assignment, this.#cfg.zeroTimeMs, restore, reason);
-      const byKey = new Map([...(this.#cfg.keys ?? [])].map(([id, key]) => [key, id]));
-      const replay = cp.replayable().map((r) => {
-        const allocations = new Map<number, Allocation>();
-        for (const [key, a] of Object.entries(r.inputs)) {
-          const id = byKey.get(key) ?? Number(key);
-          if (Number.isFinite(id)) allocations.set(id, a);
-        }
-        return { time: r.time, allocations, skipOutputs: r.completed, replayed: true };
-      });
-      this.#queue.splice(0, this.#queue.length, ...replay);
-      this.#cfg.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
-    })().then(
-      () => this.#recovered(),
-      (error: unknown) => this.#recovered(error as Error),
-    );
+    this.#reassignment?.workersLost(lost);
   }
 
-  /** A failover or handover ended: go on, or fail over again for workers lost meanwhile. */
-  #recovered(error?: Error): void {
-    this.#failover = undefined;
-    this.#losing.clear();
-    if (this.#lostDuring.size > 0) {
-      const again = [...this.#lostDuring];
-      this.#lostDuring.clear();
-      this.workersLost(again);
-      return;
-    }
-    if (error) this.#fail(error);
-    else dispatch(this.ref, { type: 'driver.kick' });
-  }
-
-  /**
-   * Workers `joined`, or `leaving` ones asked to go: once the batch in flight ends,
-   * the driver checkpoints the last completed batch (each worker snapshots its
-   * slots), assigns the slots over the workers that stay, and the workers restore
-   * from that checkpoint: a handover, with nothing to replay.
-   */
+  /** Workers joined or are leaving gracefully: see Reassignment.rebalance. */
   rebalance(leaving: readonly string[], joined: readonly string[]): void {
-    const cluster = this.#cfg.cluster;
-    const cp = this.#cfg.checkpointer;
-    if (this.#failed || this.#failover || cluster?.reassign === undefined) return;
-    if (cp === undefined && this.#cfg.plan.stateful.length > 0) {
-      if (!this.#rebalanceRefused) {
-        this.#rebalanceRefused = true;
-        this.#cfg.listener.failed(
-          new FencedError(
-            `workers cannot join or leave an app without a checkpoint: its state could not move (joined: ${joined.join(', ')}; leaving: ${leaving.join(', ')})`,
-          ),
-        );
-      }
-      return;
-    }
-    const reassign = cluster.reassign;
-    const started = performance.now();
-    this.#failover = (async () => {
-      await this.#inFlight;
-      let restore: RestoreSpec | undefined;
-      if (cp) {
-        await cp.drain();
-        const last = this.#lastCompleted;
-        if (last !== undefined && (cp.lastCheckpointTime ?? Number.NEGATIVE_INFINITY) < last) await this.#checkpoint(last, true);
-        await cp.drain();
-        const checkpoint = cp.lastCheckpoint;
-        if (checkpoint) {
-          restore = {
-            time: checkpoint.time,
-            chains: Object.fromEntries(checkpoint.snapshots.map((r) => [`${r.operator}/${r.partition}`, r.chain])),
-          };
-        }
-      }
-      const assignment = await reassign(leaving);
-      await this.#coordinator.restart(
-        assignment,
-        this.#cfg.zeroTimeMs,
-        restore,
-        new TributaryError('INVALID_STATE', 'slots are moving'),
-        leaving,
-      );
-      this.#cfg.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, ms: performance.now() - started });
-    })().then(
-      () => this.#recovered(),
-      (error: unknown) => this.#recovered(error as Error),
-    );
+    this.#reassignment?.rebalance(leaving, joined);
   }
 
   /** The workers of the current assignment. */
@@ -427,7 +320,7 @@ export class Driver {
       case 'driver.batch-failed':
         this.#running = false;
         // A batch cut short by a lost worker runs again after the failover (which may be over already).
-        if (this.#failover === undefined && !isWorkerLoss(msg.error)) this.#fail(msg.error as Error);
+        if (this.#reassignment?.active === undefined && !isWorkerLoss(msg.error)) this.#fail(msg.error as Error);
         break;
       case 'driver.kick':
         break;
@@ -439,7 +332,7 @@ export class Driver {
 
   async #generate(time: number): Promise<void> {
     // A receiver's worker may be the one lost: allocate once the inputs are reassigned.
-    if (this.#failover) await this.#failover.catch(() => {});
+    await this.#reassignment?.active?.catch(() => {});
     if (this.#failed) return;
     const allocations = new Map<number, Allocation>();
     try {
@@ -466,7 +359,7 @@ export class Driver {
   }
 
   #maybeRun(): void {
-    if (this.#running || this.#failed || this.#failover) {
+    if (this.#running || this.#failed || this.#reassignment?.active) {
       if (this.#isIdle()) this.#wakeIdle();
       return;
     }

@@ -1,0 +1,214 @@
+/**
+ * Moving slots between the workers of a running cluster job, for the driver:
+ * a failover when workers are lost (their registration expired: killed, paused,
+ * cut off) and a handover when workers join or leave gracefully. While one runs, no
+ * batch starts and no input is allocated; a worker lost meanwhile interrupts it and
+ * a new failover follows.
+ */
+import { FencedError, TributaryError } from '../runtime/base/errors.ts';
+import type { Plan } from '../runtime/graph/plan.ts';
+import type { Allocation } from '../runtime/graph/wire.ts';
+import type { BatchCoordinator } from './batch-coordinator.ts';
+import type { Checkpointer } from './checkpointer.ts';
+import type { AssignmentWire, RestoreSpec } from './transport/transport.ts';
+
+/** Workers stopped heart-beating; the batch in flight runs again after the failover. */
+class WorkerLostError extends TributaryError {
+  constructor(lost: readonly string[]) {
+    super('INVALID_STATE', `workers ${lost.join(', ')} were lost: their slots go to live workers`);
+    this.name = 'WorkerLostError';
+  }
+}
+
+/**
+ * True for a batch failure whose cause is a lost worker (the failover runs the batch again).
+ *
+ * @example
+ * if (!isWorkerLoss(error)) fail(error);
+ */
+export function isWorkerLoss(error: unknown): boolean {
+  return error instanceof WorkerLostError || (error instanceof Error && error.cause instanceof WorkerLostError);
+}
+
+/** A batch to run again, as the driver queues it. */
+export interface ReplayBatch {
+  readonly time: number;
+  readonly allocations: ReadonlyMap<number, Allocation>;
+  readonly skipOutputs: boolean;
+  readonly replayed: boolean;
+}
+
+/** What a reassignment reports. */
+export interface ReassignmentListener {
+  rebalanced?(info: {
+    readonly joined: readonly string[];
+    readonly leaving: readonly string[];
+    readonly slots: readonly string[];
+    readonly ms: number;
+  }): void;
+  failedOver?(info: {
+    readonly lost: readonly string[];
+    readonly slots: readonly string[];
+    readonly replayed: number;
+    readonly ms: number;
+  }): void;
+  failed(error: Error): void;
+}
+
+/** The driver, as a reassignment sees it. */
+export interface ReassignmentHost {
+  readonly coordinator: BatchCoordinator;
+  readonly checkpointer: Checkpointer | undefined;
+  readonly plan: Plan;
+  readonly keys: ReadonlyMap<number, string> | undefined;
+  readonly zeroTimeMs: number;
+  readonly listener: ReassignmentListener;
+  /** A journaled assignment over the live workers other than `without`. */
+  reassign(without: readonly string[]): Promise<AssignmentWire>;
+  /** Settles when the batch in flight settled. */
+  inFlight(): Promise<unknown>;
+  lastCompleted(): number | undefined;
+  /** Checkpoints batch `time` now and waits until it is committed. */
+  checkpointNow(time: number): Promise<void>;
+  replaceQueue(jobs: readonly ReplayBatch[]): void;
+  failed(): boolean;
+  fail(error: Error): void;
+  /** Lets the queue run again. */
+  resume(): void;
+}
+
+function restoreOf(cp: Checkpointer): RestoreSpec | undefined {
+  const last = cp.lastCheckpoint;
+  return last
+    ? { time: last.time, chains: Object.fromEntries(last.snapshots.map((r) => [`${r.operator}/${r.partition}`, r.chain])) }
+    : undefined;
+}
+
+/**
+ * Failovers and handovers of one driver run.
+ *
+ * @example
+ * const moves = new Reassignment(host);
+ * moves.workersLost(['w2']);
+ */
+export class Reassignment {
+  readonly #host: ReassignmentHost;
+  #active: Promise<void> | undefined;
+  /** Workers lost while a failover or handover ran: the next failover takes them out. */
+  readonly #lostDuring = new Set<string>();
+  /** Workers the running failover takes out. */
+  readonly #losing = new Set<string>();
+  #refused = false;
+
+  constructor(host: ReassignmentHost) {
+    this.#host = host;
+  }
+
+  /** The failover or handover in progress, if any. */
+  get active(): Promise<void> | undefined {
+    return this.#active;
+  }
+
+  /**
+   * Workers `lost` stopped heart-beating: the batch in flight stops, their slots and
+   * inputs go to live workers, every worker restores its partitions from the last
+   * checkpoint, and the batches journaled since then run again (outputs of
+   * completed ones are not re-run). State stays exactly-once. Needs a checkpoint.
+   */
+  workersLost(lost: readonly string[]): void {
+    const h = this.#host;
+    const cp = h.checkpointer;
+    if (h.failed()) return;
+    if (cp === undefined) {
+      h.fail(new FencedError(`workers ${lost.join(', ')} were lost and the app has no checkpoint to restore their partitions from`));
+      return;
+    }
+    if (this.#active) {
+      // Lost during a failover or a handover: that one stops (its requests to the lost worker fail now) and a new one starts.
+      const fresh = lost.filter((w) => !this.#lostDuring.has(w) && !this.#losing.has(w));
+      if (fresh.length === 0) return;
+      for (const w of fresh) this.#lostDuring.add(w);
+      h.coordinator.interrupt(new WorkerLostError(fresh));
+      return;
+    }
+    for (const w of lost) this.#losing.add(w);
+    const started = performance.now();
+    const reason = new WorkerLostError(lost);
+    h.coordinator.interrupt(reason);
+    this.#run(async () => {
+      await h.inFlight();
+      const assignment = await h.reassign(lost);
+      await h.coordinator.restart(assignment, h.zeroTimeMs, restoreOf(cp), reason);
+      const byKey = new Map([...(h.keys ?? [])].map(([id, key]) => [key, id]));
+      const replay = cp.replayable().map((r): ReplayBatch => {
+        const allocations = new Map<number, Allocation>();
+        for (const [key, a] of Object.entries(r.inputs)) {
+          const id = byKey.get(key) ?? Number(key);
+          if (Number.isFinite(id)) allocations.set(id, a);
+        }
+        return { time: r.time, allocations, skipOutputs: r.completed, replayed: true };
+      });
+      h.replaceQueue(replay);
+      h.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
+    });
+  }
+
+  /**
+   * Workers `joined`, or `leaving` ones asked to go: once the batch in flight ends,
+   * the last completed batch is checkpointed (each worker snapshots its slots), the
+   * slots are assigned over the workers that stay, and they restore from that
+   * checkpoint: a handover, with nothing to replay.
+   */
+  rebalance(leaving: readonly string[], joined: readonly string[]): void {
+    const h = this.#host;
+    const cp = h.checkpointer;
+    if (h.failed() || this.#active) return;
+    if (cp === undefined && h.plan.stateful.length > 0) {
+      if (!this.#refused) {
+        this.#refused = true;
+        h.listener.failed(
+          new FencedError(
+            `workers cannot join or leave an app without a checkpoint: its state could not move (joined: ${joined.join(', ')}; leaving: ${leaving.join(', ')})`,
+          ),
+        );
+      }
+      return;
+    }
+    const started = performance.now();
+    this.#run(async () => {
+      await h.inFlight();
+      let restore: RestoreSpec | undefined;
+      if (cp) {
+        await cp.drain();
+        const last = h.lastCompleted();
+        if (last !== undefined && (cp.lastCheckpointTime ?? Number.NEGATIVE_INFINITY) < last) await h.checkpointNow(last);
+        await cp.drain();
+        restore = restoreOf(cp);
+      }
+      const assignment = await h.reassign(leaving);
+      await h.coordinator.restart(assignment, h.zeroTimeMs, restore, new TributaryError('INVALID_STATE', 'slots are moving'), leaving);
+      h.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, ms: performance.now() - started });
+    });
+  }
+
+  #run(work: () => Promise<void>): void {
+    this.#active = work().then(
+      () => this.#ended(),
+      (error: unknown) => this.#ended(error as Error),
+    );
+  }
+
+  /** A failover or handover ended: go on, or fail over again for workers lost meanwhile. */
+  #ended(error?: Error): void {
+    this.#active = undefined;
+    this.#losing.clear();
+    if (this.#lostDuring.size > 0) {
+      const again = [...this.#lostDuring];
+      this.#lostDuring.clear();
+      this.workersLost(again);
+      return;
+    }
+    if (error) this.#host.fail(error);
+    else this.#host.resume();
+  }
+}
