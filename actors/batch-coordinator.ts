@@ -158,9 +158,7 @@ export class BatchCoordinator {
     reason: Error,
     alsoTell: readonly string[] = [],
   ): Promise<void> {
-    this.#settleBatch(reason);
-    for (const p of this.#pending.values()) p.reject(reason);
-    this.#pending.clear();
+    this.interrupt(reason);
     // The same driver run, a new session: workers rebuild their partitions but keep serving this driver.
     this.#session = `${this.#session.split('.')[0]}.${++this.#restarts}`;
     await this.assign(assignment, zeroTimeMs, restore, alsoTell);
@@ -176,10 +174,7 @@ export class BatchCoordinator {
   /** Gives up at once: nothing pending resolves, nothing more is sent. */
   abandon(): void {
     this.#abandoned = true;
-    const error = new InvalidStateError('the driver was abandoned');
-    this.#settleBatch(error);
-    for (const p of this.#pending.values()) p.reject(error);
-    this.#pending.clear();
+    this.interrupt(new InvalidStateError('the driver was abandoned'));
   }
 
   #ownerOf(partition: number): string {

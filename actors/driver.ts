@@ -21,7 +21,7 @@ import type { Checkpointer, CheckpointStats } from './checkpointer.ts';
 import type { DriverMessage, OutputMessage, Reply } from './messages.ts';
 import { unwrap } from './messages.ts';
 import { spawnOutput } from './output.ts';
-import { isWorkerLoss, Reassignment } from './reassignment.ts';
+import { type FailedOverInfo, isWorkerLoss, Reassignment, type RebalancedInfo } from './reassignment.ts';
 import { type ActorRef, type ActorSystem, ask, dispatch, spawnActor } from './system.ts';
 import { LocalHub } from './transport/local.ts';
 import { type AssignmentWire, DRIVER, type RestoreSpec, type Transport } from './transport/transport.ts';
@@ -49,20 +49,8 @@ export interface DriverListener {
   batchCompleted(info: BatchInfo): void;
   /** A checkpoint was committed to the journal. */
   checkpointCompleted?(stats: CheckpointStats): void;
-  /** Workers joined or left gracefully: slots moved after a checkpoint of the last batch. */
-  rebalanced?(info: {
-    readonly joined: readonly string[];
-    readonly leaving: readonly string[];
-    readonly slots: readonly string[];
-    readonly ms: number;
-  }): void;
-  /** Lost workers' slots went to live workers; `replayed` batches run again. */
-  failedOver?(info: {
-    readonly lost: readonly string[];
-    readonly slots: readonly string[];
-    readonly replayed: number;
-    readonly ms: number;
-  }): void;
+  rebalanced?(info: RebalancedInfo): void;
+  failedOver?(info: FailedOverInfo): void;
   failed(error: Error): void;
 }
 

@@ -38,20 +38,26 @@ export interface ReplayBatch {
   readonly replayed: boolean;
 }
 
+/** Workers joined or left gracefully: slots moved after a checkpoint of the last batch (nothing replayed). */
+export interface RebalancedInfo {
+  readonly joined: readonly string[];
+  readonly leaving: readonly string[];
+  readonly slots: readonly string[];
+  readonly ms: number;
+}
+
+/** Lost workers' slots went to live workers; `replayed` batches run again (`ms` from detection). */
+export interface FailedOverInfo {
+  readonly lost: readonly string[];
+  readonly slots: readonly string[];
+  readonly replayed: number;
+  readonly ms: number;
+}
+
 /** What a reassignment reports. */
 export interface ReassignmentListener {
-  rebalanced?(info: {
-    readonly joined: readonly string[];
-    readonly leaving: readonly string[];
-    readonly slots: readonly string[];
-    readonly ms: number;
-  }): void;
-  failedOver?(info: {
-    readonly lost: readonly string[];
-    readonly slots: readonly string[];
-    readonly replayed: number;
-    readonly ms: number;
-  }): void;
+  rebalanced?(info: RebalancedInfo): void;
+  failedOver?(info: FailedOverInfo): void;
   failed(error: Error): void;
 }
 

@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../../actors/checkpointer.ts';
 import { type DriverLease, holdDriverLease, type JoinedCluster, joinCluster } from '../../actors/cluster-driver.ts';
 import { type BatchInfo, Driver } from '../../actors/driver.ts';
+import type { FailedOverInfo, RebalancedInfo } from '../../actors/reassignment.ts';
 import { type GeneratorStreamOptions, generatorSource } from '../../actors/receivers/generator.ts';
 import { type JetStreamStreamOptions, jetstreamSource } from '../../actors/receivers/jetstream.ts';
 import { type NatsStreamOptions, natsSource } from '../../actors/receivers/nats.ts';
@@ -103,19 +104,9 @@ export interface StreamingListener {
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
   onError?(error: Error): void;
   /** On a cluster: workers joined or left gracefully; their slots moved after a checkpoint (nothing replayed). */
-  onRebalanced?(info: {
-    readonly joined: readonly string[];
-    readonly leaving: readonly string[];
-    readonly slots: readonly string[];
-    readonly ms: number;
-  }): void;
+  onRebalanced?(info: RebalancedInfo): void;
   /** On a cluster: workers were lost, their slots reassigned, `replayed` batches run again (`ms` from detection). */
-  onWorkersLost?(info: {
-    readonly lost: readonly string[];
-    readonly slots: readonly string[];
-    readonly replayed: number;
-    readonly ms: number;
-  }): void;
+  onWorkersLost?(info: FailedOverInfo): void;
 }
 
 type Lifecycle = 'initialized' | 'active' | 'stopped';

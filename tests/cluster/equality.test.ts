@@ -5,40 +5,17 @@
  * mapWithState snapshots are the operators' whole state, batch by batch).
  */
 import test from 'ava';
-import { ManualClock } from '../../runtime/api/testing.ts';
-import { BATCH_MS, buildClusterApp, type ClusterAppName } from '../helpers/cluster-apps.ts';
-import { startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
+import { BATCH_MS, type ClusterAppName } from '../helpers/cluster-apps.ts';
+import { runOutputs, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 
 const BATCHES = 8;
 const START_MS = 1_000_000 * BATCH_MS;
 
-type Outputs = Map<string, unknown[]>;
-
-function collector(): { outputs: Outputs; emit: (output: string, time: number, records: unknown[]) => void } {
-  const outputs: Outputs = new Map();
-  return { outputs, emit: (output, time, records) => outputs.set(`${output}@${time}`, records) };
-}
-
-async function inProcess(app: ClusterAppName): Promise<Outputs> {
-  const { outputs, emit } = collector();
-  const ssc = buildClusterApp(app, { clock: new ManualClock(START_MS), emit });
-  await ssc.start();
-  await ssc.runBatches(BATCHES);
-  await ssc.stop();
-  return outputs;
-}
-
-async function onCluster(app: ClusterAppName, url: string): Promise<Outputs> {
+async function onCluster(app: ClusterAppName, url: string): Promise<Map<string, unknown[]>> {
   const workers = await startWorkers(url, app, 3, `${app}-w`);
   try {
-    const { outputs, emit } = collector();
-    const ssc = buildClusterApp(app, { clock: new ManualClock(START_MS), emit });
-    ssc.cluster(url, { workers: 3 });
-    await ssc.start();
-    await ssc.runBatches(BATCHES);
-    await ssc.stop();
-    return outputs;
+    return await runOutputs(app, START_MS, BATCHES, { url, workers: 3 });
   } finally {
     await stopWorkers(workers);
   }
@@ -53,7 +30,7 @@ for (const [app, outputsExpected] of [
     t.timeout(120_000);
     const server = await startNatsServer();
     try {
-      const local = await inProcess(app);
+      const local = await runOutputs(app, START_MS, BATCHES);
       const cluster = await onCluster(app, server.url);
       t.deepEqual([...cluster.keys()].sort(), [...local.keys()].sort());
       for (const output of outputsExpected) {

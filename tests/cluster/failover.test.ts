@@ -8,7 +8,7 @@ import test from 'ava';
 import { StreamingContext } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
 import { BATCH_MS, buildClusterApp } from '../helpers/cluster-apps.ts';
-import { startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
+import { runOutputs, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
 import { within } from '../helpers/jetstream-journal-kit.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 
@@ -17,11 +17,7 @@ const START_MS = 4_000_000 * BATCH_MS;
 test('cluster - a worker killed mid-run: its slots move to live workers and every output equals one process', async (t) => {
   t.timeout(180_000);
   const server = await startNatsServer();
-  const reference = new Map<string, unknown[]>();
-  const local = buildClusterApp('windowed', { clock: new ManualClock(START_MS), emit: (o, time, r) => reference.set(`${o}@${time}`, r) });
-  await local.start();
-  await local.runBatches(18);
-  await local.stop();
+  const reference = await runOutputs('windowed', START_MS, 18);
 
   const workers = await startWorkers(server.url, 'windowed', 3, 'f', { checkpoint: server.url });
   try {

@@ -16,7 +16,7 @@ import { encodeValue } from '../../runtime/base/cbor.ts';
 import { delayMs } from '../../runtime/base/clock.ts';
 import { compilePlan } from '../../runtime/graph/plan.ts';
 import { BATCH_MS, buildClusterApp } from '../helpers/cluster-apps.ts';
-import { startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
+import { runOutputs, startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
 import { readJetStreamJournal, within } from '../helpers/jetstream-journal-kit.ts';
 import { connectTo, startNatsServer } from '../helpers/nats-server.ts';
 
@@ -96,14 +96,7 @@ test('cluster - a crashed driver is replaced on fewer workers: partitions restor
   t.timeout(180_000);
   const server = await startNatsServer();
   const checkpoint = server.url;
-  const reference = new Map<string, unknown[]>();
-  const local = buildClusterApp('windowed', {
-    clock: new ManualClock(START_MS),
-    emit: (o, time, r) => reference.set(`${o}@${time}`, r),
-  });
-  await local.start();
-  await local.runBatches(18);
-  await local.stop();
+  const reference = await runOutputs('windowed', START_MS, 18);
 
   const workers = await startWorkers(server.url, 'windowed', 3, 'r', { checkpoint });
   try {

@@ -8,7 +8,7 @@ import test from 'ava';
 import { StreamingContext } from '../../runtime/api/index.ts';
 import { ManualClock } from '../../runtime/api/testing.ts';
 import { BATCH_MS, buildClusterApp } from '../helpers/cluster-apps.ts';
-import { startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
+import { runOutputs, startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
 import { within } from '../helpers/jetstream-journal-kit.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 
@@ -24,11 +24,7 @@ interface Moved {
 test('cluster - a worker joining and one leaving with SIGTERM move slots live, with nothing replayed', async (t) => {
   t.timeout(180_000);
   const server = await startNatsServer();
-  const reference = new Map<string, unknown[]>();
-  const local = buildClusterApp('windowed', { clock: new ManualClock(START_MS), emit: (o, time, r) => reference.set(`${o}@${time}`, r) });
-  await local.start();
-  await local.runBatches(18);
-  await local.stop();
+  const reference = await runOutputs('windowed', START_MS, 18);
 
   const workers = await startWorkers(server.url, 'windowed', 2, 'g', { checkpoint: server.url });
   try {

@@ -10,24 +10,17 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createUser } from '@nats-io/nkeys';
 import test from 'ava';
-import { ManualClock } from '../../runtime/api/testing.ts';
 import { redactNatsUrl } from '../../runtime/nats/nats-connection.ts';
-import { BATCH_MS, buildClusterApp, type ClusterAppName } from '../helpers/cluster-apps.ts';
-import { startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
+import { BATCH_MS, type ClusterAppName } from '../helpers/cluster-apps.ts';
+import { runOutputs, startWorker, startWorkers, stopWorkers } from '../helpers/cluster-kit.ts';
 import { within } from '../helpers/jetstream-journal-kit.ts';
 import { startNatsServer } from '../helpers/nats-server.ts';
 
 const START_MS = 3_000_000 * BATCH_MS;
 const BATCHES = 4;
 
-async function outputsOf(app: ClusterAppName, cluster?: { url: string; workers: number }): Promise<Map<string, unknown[]>> {
-  const out = new Map<string, unknown[]>();
-  const ssc = buildClusterApp(app, { clock: new ManualClock(START_MS), emit: (o, t, r) => out.set(`${o}@${t}`, r) });
-  if (cluster) ssc.cluster(cluster.url, { workers: cluster.workers });
-  await ssc.start();
-  await ssc.runBatches(BATCHES);
-  await ssc.stop();
-  return out;
+function outputsOf(app: ClusterAppName, cluster?: { url: string; workers: number }): Promise<Map<string, unknown[]>> {
+  return runOutputs(app, START_MS, BATCHES, cluster);
 }
 
 /** A CA and a server certificate for 127.0.0.1, made with openssl in `dir`. */

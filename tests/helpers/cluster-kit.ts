@@ -6,7 +6,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ClusterAppName } from './cluster-apps.ts';
+import { ManualClock } from '../../runtime/api/testing.ts';
+import { buildClusterApp, type ClusterAppName } from './cluster-apps.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const APP = 'tests/helpers/cluster-apps.ts';
@@ -98,4 +99,26 @@ export function startWorkers(
 /** Stops every worker (they are the test's own children). */
 export async function stopWorkers(workers: readonly WorkerProcess[]): Promise<void> {
   await Promise.all(workers.map((w) => w.stop()));
+}
+
+/**
+ * Every output of `batches` batches of app `app` from `startMs` on a ManualClock,
+ * by `<output>@<time>`: in this process, or on `cluster`'s running workers.
+ *
+ * @example
+ * const reference = await runOutputs('windowed', START_MS, 18);
+ */
+export async function runOutputs(
+  app: ClusterAppName,
+  startMs: number,
+  batches: number,
+  cluster?: { readonly url: string; readonly workers: number },
+): Promise<Map<string, unknown[]>> {
+  const outputs = new Map<string, unknown[]>();
+  const ssc = buildClusterApp(app, { clock: new ManualClock(startMs), emit: (o, time, r) => outputs.set(`${o}@${time}`, r) });
+  if (cluster) ssc.cluster(cluster.url, { workers: cluster.workers });
+  await ssc.start();
+  await ssc.runBatches(batches);
+  await ssc.stop();
+  return outputs;
 }
