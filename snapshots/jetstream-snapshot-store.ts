@@ -18,6 +18,12 @@ import type { SnapshotStore } from './snapshot-store.ts';
 
 /** Attempts of one store operation across a restart or leader election (about 30 s with 5 s timeouts). */
 const ATTEMPTS_MAX = 6;
+/**
+ * The least time transient failures are retried for: errors that come back at once
+ * (503 "JetStream system temporarily unavailable" while a cluster settles) would
+ * spend six attempts in 2.5 s, less than an election takes on a busy machine.
+ */
+const RETRY_WINDOW_MS = 30_000;
 
 /** How long one read of a snapshot may take before it is abandoned and done again. */
 const READ_DEADLINE_MS = 20_000;
@@ -41,12 +47,13 @@ async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): P
 /** Runs `op` again while it fails with what a failover causes (timeouts, no leader yet, a stalled or stale read). */
 async function retrying<T>(what: string, logger: Logger | undefined, op: () => Promise<T>): Promise<T> {
   let wait = 100;
+  const started = performance.now();
   for (let attempt = 1; ; attempt++) {
     try {
       return await op();
     } catch (error) {
       const again = isTransientNatsError(error) || error instanceof SnapshotReadRetry;
-      if (attempt >= ATTEMPTS_MAX || !again) throw error;
+      if (!again || (attempt >= ATTEMPTS_MAX && performance.now() - started >= RETRY_WINDOW_MS)) throw error;
       logger?.warn({ err: error, attempt, what }, 'snapshot store operation failed; retrying');
       await delayMs(wait);
       wait = Math.min(wait * 2, 1000);
