@@ -7,10 +7,59 @@
  */
 import { randomBytes } from 'node:crypto';
 import { concatAll } from '../runtime/base/arrays.ts';
-import { InvalidStateError } from '../runtime/base/errors.ts';
+import { InvalidStateError, TributaryError } from '../runtime/base/errors.ts';
 import type { Allocation } from '../runtime/graph/wire.ts';
 import { decodeFailure, type EncodedFailure } from './transport/failure-codec.ts';
 import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Transport } from './transport/transport.ts';
+
+/**
+ * A step of the data plane got no answer within the stall time: a message was lost
+ * (a NATS server restarting drops what it holds) or a worker is stuck. The driver
+ * runs again from its last checkpoint.
+ */
+export class StallError extends TributaryError {
+  constructor(what: string, ms: number) {
+    super('INVALID_STATE', `${what}: no answer within ${ms} ms (stallMs): a message was lost or a worker is stuck`);
+    this.name = 'StallError';
+  }
+}
+
+/**
+ * True for a failure whose cause is a stall of the data plane.
+ *
+ * @example
+ * if (isStall(error)) recoverFromCheckpoint(error);
+ */
+export function isStall(error: unknown): boolean {
+  return error instanceof StallError || (error instanceof Error && error.cause instanceof StallError);
+}
+
+/** A worker refused a step because it lost its leases (paused or cut off past them): it is failed over. */
+export class WorkerFencedError extends TributaryError {
+  readonly worker: string;
+  constructor(worker: string, cause: Error) {
+    super('FENCED', `worker ${worker} refused: ${cause.message}`, { cause });
+    this.name = 'WorkerFencedError';
+    this.worker = worker;
+  }
+}
+
+/**
+ * The worker a failure names as fenced, if it is one.
+ *
+ * @example
+ * const w = fencedWorkerOf(error); if (w) failOver([w]);
+ */
+export function fencedWorkerOf(error: unknown): string | undefined {
+  if (error instanceof WorkerFencedError) return error.worker;
+  return error instanceof Error && error.cause instanceof WorkerFencedError ? error.cause.worker : undefined;
+}
+
+/** Default stall time of a cluster run (see ClusterConfig.stallMs). */
+export const STALL_MS_DEFAULT = 10_000;
+
+/** Longest stall time after stalls in a row (each doubles it). */
+const STALL_FACTOR_MAX = 32;
 
 /** What a batch produced for the driver. */
 export interface BatchResult {
@@ -54,9 +103,20 @@ export class BatchCoordinator {
   #abandoned = false;
   #session: string;
   #restarts = 0;
+  /** Workers declared lost, with why: steps that need them fail at once. */
+  readonly #lost = new Map<string, Error>();
+  /** Cluster runs: a step without an answer this long (times #stallFactor) is a StallError. */
+  readonly #stallMs: number | undefined;
+  #stallFactor = 1;
 
-  constructor(transport: Transport, workers: readonly string[], timeoutMs: number, session = randomBytes(6).toString('hex')) {
-    this.#session = session;
+  constructor(
+    transport: Transport,
+    workers: readonly string[],
+    timeoutMs: number,
+    options: { readonly session?: string | undefined; readonly stallMs?: number | undefined } = {},
+  ) {
+    this.#session = options.session ?? randomBytes(6).toString('hex');
+    this.#stallMs = options.stallMs;
     this.#transport = transport;
     this.#workers = workers;
     this.#timeoutMs = timeoutMs;
@@ -72,6 +132,8 @@ export class BatchCoordinator {
   async assign(assignment: AssignmentWire, zeroTimeMs: number, restore?: RestoreSpec, alsoTell: readonly string[] = []): Promise<void> {
     this.#assignment = assignment;
     this.#workers = [...new Set([...assignment.slots, ...Object.values(assignment.inputs)])].sort();
+    // A lost worker assigned again came back (it rejoined with fresh leases).
+    for (const w of this.#workers) this.#lost.delete(w);
     // Workers leaving learn they own nothing now: they give their leases back at once.
     const told = [...new Set([...this.#workers, ...alsoTell])];
     await Promise.all(
@@ -91,6 +153,8 @@ export class BatchCoordinator {
   /** Runs a batch on every worker; resolves with the partitions of driver-side outputs. */
   runBatch(time: number, allocations: ReadonlyMap<number, Allocation>, skipOutputs: boolean): Promise<BatchResult> {
     if (this.#batch) return Promise.reject(new InvalidStateError(`batch ${time} started while batch ${this.#batch.time} runs`));
+    const lost = this.#workers.find((w) => this.#lost.has(w));
+    if (lost !== undefined) return Promise.reject(this.#lost.get(lost) as Error);
     const result = new Promise<BatchResult>((resolve, reject) => {
       this.#batch = { time, waiting: new Set(this.#workers), records: 0, outputs: new Map(), resolve, reject };
     });
@@ -159,9 +223,21 @@ export class BatchCoordinator {
     alsoTell: readonly string[] = [],
   ): Promise<void> {
     this.interrupt(reason);
+    // Sends to a lost worker may wait for credit that never comes.
+    this.#transport.reset(reason);
     // The same driver run, a new session: workers rebuild their partitions but keep serving this driver.
     this.#session = `${this.#session.split('.')[0]}.${++this.#restarts}`;
     await this.assign(assignment, zeroTimeMs, restore, alsoTell);
+  }
+
+  /**
+   * Workers `lost` stopped heart-beating: everything pending fails with `reason`, and
+   * so does every later step that needs them (a handover's capture, say) until an
+   * assignment without them is taken.
+   */
+  markLost(lost: readonly string[], reason: Error): void {
+    for (const w of lost) this.#lost.set(w, reason);
+    this.interrupt(reason);
   }
 
   /** Fails the running batch and every pending request with `reason` (a worker was lost). */
@@ -169,6 +245,16 @@ export class BatchCoordinator {
     this.#settleBatch(reason);
     for (const p of this.#pending.values()) p.reject(reason);
     this.#pending.clear();
+  }
+
+  /** A stall was recovered from: the next steps get twice as long (a slow batch is not a lost one forever). */
+  stalled(): void {
+    this.#stallFactor = Math.min(STALL_FACTOR_MAX, this.#stallFactor * 2);
+  }
+
+  /** A batch completed: the stall time is back to its base. */
+  settled(): void {
+    this.#stallFactor = 1;
   }
 
   /** Gives up at once: nothing pending resolves, nothing more is sent. */
@@ -185,6 +271,8 @@ export class BatchCoordinator {
 
   #request(to: string, build: (requestId: number) => ClusterMessage): Promise<unknown> {
     if (this.#abandoned) return Promise.reject(new InvalidStateError('the driver was abandoned'));
+    const lost = this.#lost.get(to);
+    if (lost !== undefined) return Promise.reject(lost);
     const requestId = this.#nextRequest++;
     const message = build(requestId);
     const reply = new Promise<unknown>((resolve, reject) => this.#pending.set(requestId, { resolve, reject }));
@@ -197,11 +285,15 @@ export class BatchCoordinator {
 
   #deadline<T>(promise: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
+    const stallMs = this.#stallMs === undefined ? undefined : this.#stallMs * this.#stallFactor;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new InvalidStateError(`${what}: no answer within ${this.#timeoutMs} ms (taskTimeoutMs)`)),
-        this.#timeoutMs,
-      );
+      timer =
+        stallMs !== undefined && stallMs < this.#timeoutMs
+          ? setTimeout(() => reject(new StallError(what, stallMs)), stallMs)
+          : setTimeout(
+              () => reject(new InvalidStateError(`${what}: no answer within ${this.#timeoutMs} ms (taskTimeoutMs)`)),
+              this.#timeoutMs,
+            );
       timer.unref();
     });
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
@@ -250,8 +342,12 @@ export class BatchCoordinator {
         const p = this.#pending.get(m.requestId);
         if (p === undefined) return;
         this.#pending.delete(m.requestId);
-        if (m.ok) p.resolve(m.value);
-        else p.reject(decodeFailure(m.failure as EncodedFailure | Error));
+        if (m.ok) {
+          p.resolve(m.value);
+          return;
+        }
+        const failure = decodeFailure(m.failure as EncodedFailure | Error);
+        p.reject((failure as { code?: string }).code === 'FENCED' ? new WorkerFencedError(from, failure) : failure);
         return;
       }
       default:

@@ -88,12 +88,22 @@ export class Checkpointer {
     this.#settings = settings;
     this.#logger = logger;
     this.#started = started;
-    if (resumedFrom) {
-      this.#checkpoints.push(resumedFrom);
-      for (const ref of resumedFrom.snapshots) {
-        this.#chains.set(`${ref.operator}/${ref.partition}`, [...ref.chain]);
-        this.#sinceFull.set(`${ref.operator}/${ref.partition}`, ref.chain.length - 1);
-      }
+    if (resumedFrom) this.#checkpoints.push(resumedFrom);
+    this.restartChains();
+  }
+
+  /**
+   * The workers restored their partitions from the last checkpoint (a failover): the
+   * next deltas build on its chains, not on captures taken since, which may never be
+   * committed, and whose objects a replay may write again.
+   */
+  restartChains(): void {
+    this.#chains.clear();
+    this.#sinceFull.clear();
+    this.#chainBroken = false;
+    for (const ref of this.lastCheckpoint?.snapshots ?? []) {
+      this.#chains.set(`${ref.operator}/${ref.partition}`, [...ref.chain]);
+      this.#sinceFull.set(`${ref.operator}/${ref.partition}`, ref.chain.length - 1);
     }
   }
 
@@ -203,6 +213,7 @@ export class Checkpointer {
       return chain;
     });
     this.#forceFull = false;
+    this.#logger.debug({ time, kinds: captured.map(kindOf).join(',') }, 'checkpoint captured');
     // Checkpoints follow one another, but not the journal's queue: batches keep
     // journaling their allocations while snapshots are written.
     const run = this.#checkpointQueue.then(() => this.#writeCheckpoint(time, captured, chains, positions, started));
@@ -246,6 +257,7 @@ export class Checkpointer {
       });
       if (captured.every((c) => kindOf(c) === 'full')) this.#chainBroken = false;
       this.#checkpoints.push(event);
+      this.#logger.debug({ time, chains: refs.map((r) => `${r.operator}/${r.partition}:${r.chain.join(',')}`) }, 'checkpoint committed');
       await this.#retain(event);
     } catch (error) {
       if ((error as { code?: string }).code === 'FENCED') {

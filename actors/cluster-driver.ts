@@ -17,7 +17,17 @@ import { compareFingerprints } from '../runtime/graph/fingerprint.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
 import type { FingerprintEntry } from '../runtime/graph/wire.ts';
 import { assign } from './assignment.ts';
-import { keepRegistered, LEASE_MS_DEFAULT, listWorkers, openClusterBucket, type WorkerInfo } from './membership.ts';
+import {
+  isCasFailure,
+  keepRegistered,
+  LEASE_MS_DEFAULT,
+  Liveness,
+  openClusterBucket,
+  readWorkers,
+  retryingKv,
+  revokeLeases,
+  type WorkerInfo,
+} from './membership.ts';
 import { NatsTransport } from './transport/nats.ts';
 import { type AssignmentWire, DRIVER } from './transport/transport.ts';
 
@@ -55,8 +65,8 @@ export interface JoinedCluster {
   /** How long the driver waited for its workers (ms). */
   readonly waitedMs: number;
   /**
-   * Calls `onLost` with the assigned workers whose registration expired (checked
-   * every third of the lease time) until left.
+   * Calls `onChange` with the assigned workers lost (not renewed for a lease: see
+   * Liveness), leaving or joined, checked every sixth of the lease time until left.
    */
   watch(assigned: () => readonly string[], onChange: (change: MembershipChange) => void): void;
   /** A new assignment over the live workers other than `lost` (waits for one if none is left). */
@@ -66,7 +76,7 @@ export interface JoinedCluster {
 
 /** What the driver's watch saw change among the workers. */
 export interface MembershipChange {
-  /** Assigned workers whose registration expired. */
+  /** Assigned workers not renewed for a lease of successful reads (killed, paused, cut off). */
   readonly lost: string[];
   /** Assigned workers stopping gracefully (waiting to hand over). */
   readonly leaving: string[];
@@ -106,9 +116,9 @@ export interface DriverLease {
 /**
  * Takes the app's driver lease (`driver-lease` in the cluster bucket, created with
  * compare-and-set and renewed on its revision): one active driver per app. Another
- * driver's live lease refuses the start, or, as a standby, waits until it expires
- * (the active driver died) and takes over. The journal's fencing stays the guarantee
- * of one writer; the lease decides who tries.
+ * driver's live lease (renewed while watched) refuses the start, or, as a standby,
+ * waits until it stands still for a lease (the active driver died) and takes over.
+ * The journal's fencing stays the guarantee of one writer; the lease decides who tries.
  *
  * @example
  * const lease = await holdDriverLease({ nc, appName, replicas: 1, standby: true, logger });
@@ -118,31 +128,43 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
   const kv = await openClusterBucket(o.nc, o.appName, o.replicas, leaseMs);
   const value = encodeValue({ pid: process.pid, host: hostname(), startedAt: Date.now() });
   const started = performance.now();
+  const seen = new Liveness(leaseMs);
   let revision: number | undefined;
   let reported = false;
+  // A holder is active while its lease keeps being renewed; one quiet for a whole lease died (its entry
+  // outlives it: see membership.ts): the lease is taken over on the revision last seen.
   while (revision === undefined) {
     try {
-      revision = await kv.create('driver-lease', value);
-    } catch {
-      const entry = await kv.get('driver-lease').catch(() => null);
-      const holder =
-        entry && entry.operation === 'PUT' && entry.value.length > 0
-          ? (decodeValue(entry.value) as { pid: number; host: string })
-          : undefined;
-      if (holder === undefined) continue;
-      if (!o.standby) {
-        throw new InvalidConfigError(
-          `another driver of ${o.appName} is running (pid ${holder.pid} on ${holder.host}); start this one with --standby to take over when it stops`,
-        );
+      const entry = await kv.get('driver-lease');
+      if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) {
+        revision = await kv.create('driver-lease', value);
+        break;
       }
-      if (!reported) {
-        reported = true;
-        const text = `standby: waiting for the active driver of ${o.appName} (pid ${holder.pid} on ${holder.host}) to stop`;
-        o.logger.info({ holder }, text);
-        o.onWaiting?.(text);
+      seen.observe(new Map([['driver-lease', entry.revision]]));
+      if (seen.isLost('driver-lease')) {
+        revision = await kv.update('driver-lease', value, entry.revision);
+        break;
       }
-      await delayMs(Math.max(50, Math.floor(leaseMs / 6)));
+      const holder = decodeValue(entry.value) as { pid: number; host: string };
+      if (seen.isLive('driver-lease')) {
+        if (!o.standby) {
+          throw new InvalidConfigError(
+            `another driver of ${o.appName} is running (pid ${holder.pid} on ${holder.host}); start this one with --standby to take over when it stops`,
+          );
+        }
+        if (!reported) {
+          reported = true;
+          const text = `standby: waiting for the active driver of ${o.appName} (pid ${holder.pid} on ${holder.host}) to stop`;
+          o.logger.info({ holder }, text);
+          o.onWaiting?.(text);
+        }
+      }
+    } catch (error) {
+      if (error instanceof InvalidConfigError) throw error;
+      // Lost a race for the lease (read again), or the bucket is out of reach for the moment.
+      if (!isCasFailure(error)) seen.unavailable();
     }
+    await delayMs(Math.max(50, Math.floor(leaseMs / 6)));
   }
   const waitedMs = performance.now() - started;
   let held = revision;
@@ -178,6 +200,66 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
   };
 }
 
+/** The driver's view of the registered workers: the bucket read every sixth of the lease, liveness observed. */
+class MemberView {
+  readonly #kv: KV;
+  readonly #logger: Logger;
+  readonly #seen: Liveness;
+  #entries: WorkerInfo[] = [];
+  readonly #timer: NodeJS.Timeout;
+  #reading = false;
+
+  constructor(kv: KV, leaseMs: number, logger: Logger) {
+    this.#kv = kv;
+    this.#logger = logger;
+    this.#seen = new Liveness(leaseMs);
+    this.#timer = setInterval(() => void this.#read(), Math.max(50, Math.floor(leaseMs / 6)));
+    this.#timer.unref();
+    void this.#read();
+  }
+
+  /** Registered workers seen renewing. */
+  live(excluded: ReadonlySet<string> = new Set()): WorkerInfo[] {
+    return this.#entries.filter((w) => !excluded.has(w.id) && this.#seen.isLive(w.id));
+  }
+
+  /** Every registration read last, renewed or not (a worker refused for its graph may be gone already). */
+  registered(): WorkerInfo[] {
+    return this.#entries;
+  }
+
+  isLive(id: string): boolean {
+    return this.#seen.isLive(id);
+  }
+
+  /** True once `id` stood still for a lease of successful reads, or vanished. */
+  isLost(id: string): boolean {
+    return this.#seen.isLost(id);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  async #read(): Promise<void> {
+    if (this.#reading) return;
+    this.#reading = true;
+    const started = performance.now();
+    try {
+      const entries = await readWorkers(this.#kv);
+      const ms = performance.now() - started;
+      if (ms > 1000) this.#logger.warn({ ms: Math.round(ms), entries: entries.length }, 'reading the workers was slow');
+      this.#seen.observe(new Map(entries.map((e) => [e.info.id, e.revision])));
+      this.#entries = entries.map((e) => e.info);
+    } catch (error) {
+      this.#seen.unavailable();
+      this.#logger.warn({ err: error }, 'reading the workers failed; trying again');
+    } finally {
+      this.#reading = false;
+    }
+  }
+}
+
 /**
  * Joins (or forms) the cluster of an app as its driver.
  *
@@ -191,10 +273,17 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
   const kv = await openClusterBucket(o.nc, o.appName, o.replicas, leaseMs);
   const session = randomBytes(6).toString('hex');
   const registration = await keepRegistered(kv, 'driver', { graph: o.graph, pid: process.pid, epoch: o.epoch, session }, leaseMs, o.logger);
-  const unregister = () => registration.stop();
+  const view = new MemberView(kv, leaseMs, o.logger);
+  const unregister = async () => {
+    view.stop();
+    await registration.stop();
+  };
   try {
     const started = performance.now();
-    const workers = await waitForWorkers(kv, o, started);
+    const workers = await waitForWorkers(view, o, started);
+    // Leases of workers that are gone (a crash before this driver started) are taken back now.
+    const liveIds = new Set(workers.map((w) => w.id));
+    await retryingKv('revoke the leases of gone workers', o.logger, () => revokeLeases(kv, (w) => !liveIds.has(w)));
     const waitedMs = performance.now() - started;
     const transport = await NatsTransport.open(o.nc, o.appName, DRIVER, { logger: o.logger });
     const slots = Math.max(1, ...[...o.plan.byId.values()].map((n) => n.partitions));
@@ -218,7 +307,6 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
     };
     o.logger.info({ workers: ids, slots: assignment.slots, waitedMs: Math.round(waitedMs) }, 'cluster formed');
     let watcher: NodeJS.Timeout | undefined;
-    let checking = false;
     /** Workers the last (re)assignment was made over, with or without slots: not "joined" again. */
     let considered = new Set(ids);
     return {
@@ -231,33 +319,26 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       watch: (assigned, onChange) => {
         watcher = setInterval(
           () => {
-            if (checking) return;
-            checking = true;
-            listWorkers(kv)
-              .then((live) => {
-                const ids = new Set(live.map((w) => w.id));
-                const mine = new Set(assigned());
-                const lost = [...mine].filter((w) => !ids.has(w));
-                const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
-                const joined = live
-                  .filter(
-                    (w) =>
-                      !mine.has(w.id) && !considered.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0,
-                  )
-                  .map((w) => w.id);
-                if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
-              })
-              .catch((error: unknown) => o.logger.warn({ err: error }, 'listing the workers failed; trying again'))
-              .finally(() => {
-                checking = false;
-              });
+            const live = view.live();
+            const mine = new Set(assigned());
+            const lost = [...mine].filter((w) => view.isLost(w));
+            const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
+            const joined = live
+              .filter(
+                (w) => !mine.has(w.id) && !considered.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0,
+              )
+              .map((w) => w.id);
+            if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
           },
-          Math.max(100, Math.floor(leaseMs / 3)),
+          Math.max(50, Math.floor(leaseMs / 6)),
         );
         watcher.unref();
       },
       reassign: async (lost, epoch) => {
-        const live = (await waitForWorkers(kv, { ...o, workers: 1 }, performance.now(), new Set(lost), true)).filter(
+        const lostSet = new Set(lost);
+        // A lost worker that comes back finds its leases revoked: it commits nothing and rejoins fresh.
+        await retryingKv('revoke the leases of lost workers', o.logger, () => revokeLeases(kv, (w) => lostSet.has(w)));
+        const live = (await waitForWorkers(view, { ...o, workers: 1 }, performance.now(), lostSet, true)).filter(
           (w, _i, all) => w.leaving !== true || all.every((x) => x.leaving === true),
         );
         considered = new Set(live.map((w) => w.id));
@@ -284,7 +365,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
 
 /** Waits for `o.workers` live workers with the driver's graph; returns that many (every live one with `all`). */
 async function waitForWorkers(
-  kv: KV,
+  view: MemberView,
   o: JoinClusterOptions,
   started: number,
   excluded: ReadonlySet<string> = new Set(),
@@ -294,11 +375,11 @@ async function waitForWorkers(
   let reportedAt = Number.NEGATIVE_INFINITY;
   for (;;) {
     const live: WorkerInfo[] = [];
-    for (const w of await listWorkers(kv)) {
+    for (const w of view.registered()) {
       if (excluded.has(w.id)) continue;
       const differences = compareFingerprints(o.graph, w.graph);
       if (differences.length === 0) {
-        live.push(w);
+        if (view.isLive(w.id)) live.push(w);
         continue;
       }
       if (!refused.has(w.id)) {

@@ -16,7 +16,7 @@ import { partitionOf } from '../runtime/graph/partitioner.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
 import type { Allocation } from '../runtime/graph/wire.ts';
 import { assign } from './assignment.ts';
-import { BatchCoordinator } from './batch-coordinator.ts';
+import { BatchCoordinator, fencedWorkerOf, isStall } from './batch-coordinator.ts';
 import type { Checkpointer, CheckpointStats } from './checkpointer.ts';
 import type { DriverMessage, OutputMessage, Reply } from './messages.ts';
 import { unwrap } from './messages.ts';
@@ -51,6 +51,8 @@ export interface DriverListener {
   checkpointCompleted?(stats: CheckpointStats): void;
   rebalanced?(info: RebalancedInfo): void;
   failedOver?(info: FailedOverInfo): void;
+  /** The data plane stalled: every worker restores from the last checkpoint (then failedOver, with no lost worker). */
+  stalled?(reason: Error): void;
   failed(error: Error): void;
 }
 
@@ -73,6 +75,8 @@ export interface ClusterPlacement {
   readonly reassign?: ((lost: readonly string[]) => Promise<AssignmentWire>) | undefined;
   /** The checkpoint workers restore their partitions from. */
   readonly restore?: RestoreSpec | undefined;
+  /** A step without an answer this long is lost in the network (see ClusterConfig.stallMs). */
+  readonly stallMs?: number | undefined;
 }
 
 /** What the driver needs to run. */
@@ -104,6 +108,9 @@ interface Job {
   readonly replayed?: boolean;
 }
 
+/** Tries of a batch's allocation from a receiver's worker, each after recovering from a stall. */
+const ALLOCATE_ATTEMPTS = 5;
+
 /** The in-process worker's name on the local transport. */
 const LOCAL_WORKER = 'local';
 
@@ -116,13 +123,15 @@ export class Driver {
   /** The in-process worker (absent on a cluster). */
   readonly #localWorker: PartitionWorker | undefined;
   readonly #localHub: LocalHub | undefined;
-  /** Resolves once every worker holds its assignment (and restored its state). */
-  readonly #ready: Promise<void>;
+  /** Resolves once every worker holds its assignment (and restored its state); a failover renews it. */
+  #ready: Promise<void>;
   readonly #outputs = new Map<number, ActorRef<OutputMessage>>();
   readonly #queue: Job[] = [];
   #running = false;
   #failed = false;
   #abandoned = false;
+  /** The newest batch time ever queued (generated or replayed). */
+  #highestQueued = Number.NEGATIVE_INFINITY;
   /** Ticks sent to the actor and not yet turned into queued batches. */
   #pendingTicks = 0;
   #idleWaiters: (() => void)[] = [];
@@ -140,7 +149,10 @@ export class Driver {
     this.#journaledPositions = this.#positions();
     const keys = cfg.keys ?? new Map(cfg.plan.order.map((n) => [n.id, String(n.id)]));
     if (cfg.cluster) {
-      this.#coordinator = new BatchCoordinator(cfg.cluster.transport, cfg.cluster.assignment.slots, cfg.taskTimeoutMs, cfg.cluster.session);
+      this.#coordinator = new BatchCoordinator(cfg.cluster.transport, cfg.cluster.assignment.slots, cfg.taskTimeoutMs, {
+        session: cfg.cluster.session,
+        stallMs: cfg.cluster.stallMs,
+      });
       this.#ready = this.#coordinator.assign(cfg.cluster.assignment, cfg.zeroTimeMs, cfg.cluster.restore);
     } else {
       const hub = new LocalHub();
@@ -165,7 +177,7 @@ export class Driver {
       );
       this.#ready = this.#coordinator.assign(assignment, cfg.zeroTimeMs);
     }
-    this.#ready.catch((error: unknown) => this.#fail(error as Error));
+    this.#ready.catch((error: unknown) => this.#recoverOrFail(error as Error));
     const reassign = cfg.cluster?.reassign;
     this.#reassignment = reassign
       ? new Reassignment({
@@ -180,16 +192,25 @@ export class Driver {
           lastCompleted: () => this.#lastCompleted,
           checkpointNow: (time) => this.#checkpoint(time, true),
           replaceQueue: (jobs) => {
-            this.#queue.splice(0, this.#queue.length, ...jobs);
+            // A batch generated while the replay list was made is queued once: jobs first, later ones after.
+            const times = new Set(jobs.map((j) => j.time));
+            const later = this.#queue.filter((j) => !times.has(j.time));
+            this.#queue.splice(0, this.#queue.length, ...[...jobs, ...later].sort((a, b) => a.time - b.time));
+            for (const j of jobs) this.#highestQueued = Math.max(this.#highestQueued, j.time);
           },
           failed: () => this.#failed,
           fail: (error) => this.#fail(error),
-          resume: () => dispatch(this.ref, { type: 'driver.kick' }),
+          resume: () => {
+            // Every worker took the failover's assignment: a first assignment that failed no longer matters.
+            this.#ready = Promise.resolve();
+            dispatch(this.ref, { type: 'driver.kick' });
+          },
         })
       : undefined;
     for (const op of cfg.plan.outputs) this.#outputs.set(op.id, spawnOutput(parent, `output-${op.id}`, op));
     for (const r of cfg.replay ?? []) {
       this.#queue.push({ time: r.time, allocations: r.allocations, skipOutputs: r.completed, replayed: true });
+      this.#highestQueued = Math.max(this.#highestQueued, r.time);
     }
     this.ref = spawnActor<null, DriverMessage>(parent, 'driver', null, async (s, msg) => {
       await this.#handle(msg);
@@ -307,8 +328,7 @@ export class Driver {
         break;
       case 'driver.batch-failed':
         this.#running = false;
-        // A batch cut short by a lost worker runs again after the failover (which may be over already).
-        if (this.#reassignment?.active === undefined && !isWorkerLoss(msg.error)) this.#fail(msg.error as Error);
+        this.#recoverOrFail(msg.error as Error);
         break;
       case 'driver.kick':
         break;
@@ -324,7 +344,7 @@ export class Driver {
     if (this.#failed) return;
     const allocations = new Map<number, Allocation>();
     try {
-      for (const [nodeId, input] of this.#cfg.inputs) allocations.set(nodeId, await input.allocate(time));
+      for (const [nodeId, input] of this.#cfg.inputs) allocations.set(nodeId, await this.#allocate(input, time));
       const positions = this.#positions();
       // The allocation is journaled before the batch may run: a restart replays it as it was.
       await this.#cfg.checkpointer?.allocated(time, this.#byKey(allocations));
@@ -335,8 +355,39 @@ export class Driver {
       this.#fail(error as Error);
       return;
     }
+    // A failover during the allocation queued this batch already (its replay list holds every journaled
+    // one), and may have run it: queued twice, its state changes would count twice.
+    if (time <= this.#highestQueued) return;
+    this.#highestQueued = time;
     this.#queue.push({ time, allocations });
     this.#cfg.listener.batchSubmitted?.(time);
+  }
+
+  /**
+   * A cluster recovers from what it can: a worker that lost its leases is failed over
+   * like a lost one, a message lost in the network restores from the last checkpoint,
+   * a batch cut short by a lost worker runs again after the failover (which may be
+   * over already). Anything else fails the driver.
+   */
+  #recoverOrFail(error: Error): void {
+    const moves = this.#reassignment;
+    const fenced = fencedWorkerOf(error);
+    if (moves && fenced !== undefined) moves.workersLost([fenced]);
+    else if (moves && isStall(error)) moves.stalled(error);
+    else if (moves?.active === undefined && !isWorkerLoss(error)) this.#fail(error);
+  }
+
+  /** A receiver's worker may not answer (a message lost in the network): recover, then ask again. */
+  async #allocate(input: OpenInput<unknown>, time: number): Promise<Allocation> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await input.allocate(time);
+      } catch (error) {
+        if (!this.#reassignment || !isStall(error) || attempt >= ALLOCATE_ATTEMPTS || this.#failed) throw error;
+        this.#reassignment.stalled(error as Error);
+        await this.#reassignment.active?.catch(() => {});
+      }
+    }
   }
 
   #fail(error: Error): void {
@@ -472,6 +523,7 @@ export class Driver {
     }
     // Awaited, so a batch's processing time includes applying its state changes.
     await this.#coordinator.commit(time);
+    this.#coordinator.settled();
     return records;
   }
 

@@ -1,11 +1,18 @@
 /**
  * Who is in the cluster, and who owns which partition slot, held by NATS itself:
- * one KV bucket per app (`TRIBUTARY_<app>_CLUSTER`) whose entries expire after the
- * lease time unless renewed. `workers.<id>` is a worker's registration (its graph
- * fingerprint included), `driver` the driver's, `leases.<q>` the lease of slot q:
- * `{ worker, epoch }`, taken with create (compare-and-set on "absent") and renewed
- * with update on the revision the holder last wrote. A worker that was paused or cut
- * off past the lease time finds its key expired or taken: its next renewal fails
+ * one KV bucket per app (`TRIBUTARY_<app>_CLUSTER`). `workers.<id>` is a worker's
+ * registration (its graph fingerprint included), `driver` the driver's, `leases.<q>`
+ * the lease of slot q: `{ worker, epoch }`, taken with create (compare-and-set on
+ * "absent") and renewed with update on the revision the holder last wrote.
+ *
+ * Liveness is observed, not read from expiry: a key renewed every third of the
+ * lease is live while its revision keeps moving; one that stood still for a whole
+ * lease of successful reads is lost (see {@link Liveness}). A KV leader election on a
+ * 3-node cluster takes 4-7 s, longer than the 3 s lease: while nobody can read or
+ * write, nobody is declared lost, and nobody can take a lease either. Entries expire
+ * only as garbage, ten leases after their last write. The driver revokes the leases
+ * of a worker it declared lost (compare-and-set on the revision it saw), so a worker
+ * paused or cut off past its lease finds the revision moved: its next renewal fails
  * and it may commit nothing (FencedError).
  */
 import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
@@ -19,6 +26,43 @@ import type { FingerprintEntry } from '../runtime/graph/wire.ts';
 
 /** Default lease time: a silent worker loses its slots after this long. */
 export const LEASE_MS_DEFAULT = 3000;
+
+/** Entries of the bucket expire this many leases after their last write (garbage; liveness is observed). */
+const TTL_IN_LEASES = 10;
+
+/** Longest a holder that cannot reach the bucket keeps trying to prove its leases before giving up. */
+const PROVE_WAIT_MS = 30_000;
+
+/**
+ * Runs a bucket operation again while the bucket cannot be reached (a server
+ * restart, an election), at most `PROVE_WAIT_MS`; a lost compare-and-set is final.
+ *
+ * @example
+ * await retryingKv('revoke leases', logger, () => revokeLeases(kv, lost));
+ */
+export async function retryingKv<T>(what: string, logger: Logger | undefined, op: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  for (;;) {
+    try {
+      return await op();
+    } catch (error) {
+      if (isCasFailure(error) || performance.now() - started > PROVE_WAIT_MS) throw error;
+      logger?.warn({ err: error, what }, 'the cluster bucket cannot be reached; trying again');
+      await delayMs(250);
+    }
+  }
+}
+
+/**
+ * True for a compare-and-set that lost: the key's revision moved (another writer took
+ * it, or it was revoked). Anything else (a timeout, no leader yet) may pass.
+ *
+ * @example
+ * if (isCasFailure(error)) lost(); else retryLater();
+ */
+export function isCasFailure(error: unknown): boolean {
+  return /wrong last sequence/i.test(String((error as Error | undefined)?.message ?? error));
+}
 
 /** A worker's registration. */
 export interface WorkerInfo {
@@ -57,12 +101,15 @@ export function clusterBucket(app: string): string {
 export async function openClusterBucket(nc: NatsConnection, app: string, replicas: number, leaseMs: number): Promise<KV> {
   const name = clusterBucket(app);
   const kvm = new Kvm(jetstream(nc));
-  const options = { replicas, history: 1, ttl: leaseMs, allow_direct: false, storage: StorageType.Memory };
+  const ttl = leaseMs * TTL_IN_LEASES;
+  const options = { replicas, history: 1, ttl, allow_direct: false, storage: StorageType.Memory };
   try {
     const info = await (await jetstreamManager(nc, { checkAPI: false })).streams.info(`KV_${name}`);
     const existing = Math.round(info.config.max_age / 1e6);
-    if (existing !== leaseMs)
-      throw new InvalidStateError(`the cluster bucket ${name} has a lease time of ${existing} ms, not ${leaseMs} ms`);
+    if (existing !== ttl)
+      throw new InvalidStateError(
+        `the cluster bucket ${name} has a lease time of ${existing / TTL_IN_LEASES} ms, not ${leaseMs} ms: every process of an app needs the same --lease-ms`,
+      );
   } catch (error) {
     if (error instanceof JetStreamApiError && error.status === 404) return kvm.create(name, options);
     throw error;
@@ -101,21 +148,110 @@ export async function keepRegistered(kv: KV, key: string, value: unknown, leaseM
   };
 }
 
+/** A worker's registration as read, with the revision that tells renewals apart. */
+export interface WorkerEntry {
+  readonly info: WorkerInfo;
+  readonly revision: number;
+}
+
 /**
- * The workers registered now.
+ * The registrations in the bucket now (live or not: see {@link Liveness}).
  *
  * @example
- * const live = await listWorkers(kv); // [{ id: 'w-1a2b', graph: [...], ... }]
+ * const entries = await readWorkers(kv); // [{ info: { id: 'w-1a2b', ... }, revision: 12 }]
  */
-export async function listWorkers(kv: KV): Promise<WorkerInfo[]> {
-  const out: WorkerInfo[] = [];
+export async function readWorkers(kv: KV): Promise<WorkerEntry[]> {
+  const out: WorkerEntry[] = [];
   const keys = await kv.keys('workers.*');
   for await (const key of keys) {
     const entry = await kv.get(key);
     if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
-    out.push(decodeValue(entry.value) as WorkerInfo);
+    out.push({ info: decodeValue(entry.value) as WorkerInfo, revision: entry.revision });
   }
-  return out.sort((a, b) => a.id.localeCompare(b.id));
+  return out.sort((a, b) => a.info.id.localeCompare(b.info.id));
+}
+
+/**
+ * Which keys are renewed, as seen by one observer reading the bucket again and again.
+ * A key is live once its revision moved while observed, and lost when it stood still
+ * for a whole lease of successful reads, or vanished. Time between a failed read and
+ * the next successful one does not count: a KV election longer than the lease
+ * stops the renewals and the observer alike, and nobody is declared lost for it.
+ *
+ * @example
+ * const seen = new Liveness(3000);
+ * seen.observe(new Map([['workers.w1', 12]]));
+ * seen.isLive('workers.w1'); // after a later read with another revision
+ */
+export class Liveness {
+  readonly #leaseMs: number;
+  readonly #keys = new Map<string, { revision: number; renewed: boolean; quietMs: number; gone: boolean }>();
+  #lastReadAt: number | undefined;
+
+  constructor(leaseMs: number) {
+    this.#leaseMs = leaseMs;
+  }
+
+  /** One successful read: the revision of every key present. */
+  observe(revisions: ReadonlyMap<string, number>, now = performance.now()): void {
+    const elapsed = this.#lastReadAt === undefined ? 0 : now - this.#lastReadAt;
+    this.#lastReadAt = now;
+    for (const [key, revision] of revisions) {
+      const k = this.#keys.get(key);
+      if (k === undefined || k.gone) this.#keys.set(key, { revision, renewed: false, quietMs: 0, gone: false });
+      else if (k.revision !== revision) Object.assign(k, { revision, renewed: true, quietMs: 0 });
+      else k.quietMs += elapsed;
+    }
+    for (const [key, k] of this.#keys) if (!revisions.has(key)) k.gone = true;
+  }
+
+  /** A read failed: the time until the next successful one proves nothing. */
+  unavailable(): void {
+    this.#lastReadAt = undefined;
+  }
+
+  /** Renewed while observed, and not quiet for a lease since. */
+  isLive(key: string): boolean {
+    const k = this.#keys.get(key);
+    return k !== undefined && !k.gone && k.renewed && k.quietMs < this.#leaseMs;
+  }
+
+  /** Seen, then quiet for a whole lease of successful reads, or gone. */
+  isLost(key: string): boolean {
+    const k = this.#keys.get(key);
+    return k !== undefined && (k.gone || k.quietMs >= this.#leaseMs);
+  }
+
+  /** The revision last seen of `key`. */
+  revision(key: string): number | undefined {
+    return this.#keys.get(key)?.revision;
+  }
+}
+
+/**
+ * Takes back the leases of the workers `revoke` names (the driver declared them lost): each is
+ * deleted on the revision read, so a holder that renewed meanwhile keeps it. A lost
+ * holder that comes back finds the revision moved and is fenced.
+ *
+ * @example
+ * await revokeLeases(kv, (worker) => worker === 'w2');
+ */
+export async function revokeLeases(kv: KV, revoke: (worker: string) => boolean): Promise<number[]> {
+  const revoked: number[] = [];
+  const keys = await kv.keys('leases.*');
+  for await (const key of keys) {
+    const entry = await kv.get(key);
+    if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
+    const lease = decodeValue(entry.value) as Lease;
+    if (!revoke(lease.worker)) continue;
+    try {
+      await kv.delete(key, { previousSeq: entry.revision });
+      revoked.push(Number(key.slice('leases.'.length)));
+    } catch (error) {
+      if (!isCasFailure(error)) throw error;
+    }
+  }
+  return revoked.sort((a, b) => a - b);
 }
 
 /**
@@ -186,29 +322,27 @@ export class SlotLeases {
     const deadline = performance.now() + waitMs;
     const started = performance.now();
     for (const q of slots) {
-      const held = this.#held.get(q);
-      if (held !== undefined) {
-        this.#held.set(q, await this.#kv.update(leaseKey(q), value, held));
-        continue;
-      }
       for (;;) {
         try {
-          this.#held.set(q, await this.#kv.create(leaseKey(q), value));
-          break;
-        } catch (error) {
-          const current = await this.#kv.get(leaseKey(q)).catch(() => null);
-          const holder =
-            current && current.operation === 'PUT' && current.value.length > 0 ? (decodeValue(current.value) as Lease) : undefined;
-          if (holder?.worker === this.#worker && current) {
-            this.#held.set(q, await this.#kv.update(leaseKey(q), value, current.revision));
+          const held = this.#held.get(q);
+          if (held !== undefined) {
+            this.#held.set(q, await this.#kv.update(leaseKey(q), value, held));
             break;
           }
+          const current = await this.#kv.get(leaseKey(q));
+          const holder =
+            current && current.operation === 'PUT' && current.value.length > 0 ? (decodeValue(current.value) as Lease) : undefined;
+          // Ours from before (a lost reply): renew it; absent: take it; another's: wait until it is given back or revoked.
+          if (holder?.worker === this.#worker && current) this.#held.set(q, await this.#kv.update(leaseKey(q), value, current.revision));
+          else if (holder === undefined) this.#held.set(q, await this.#kv.create(leaseKey(q), value));
+          else throw new FencedError(`slot ${q}: leased to ${holder.worker}`);
+          break;
+        } catch (error) {
+          if (this.#held.has(q) && isCasFailure(error)) throw this.#lose(q, error);
           if (performance.now() > deadline) {
-            throw new FencedError(
-              `slot ${q}: still leased to ${holder?.worker ?? 'another worker'} after ${waitMs} ms (its lease must expire first)`,
-              { cause: error },
-            );
+            throw new FencedError(`slot ${q}: not taken after ${waitMs} ms (${(error as Error).message})`, { cause: error });
           }
+          // Taken meanwhile, still another's, or the bucket unreachable for the moment (an election).
           await delayMs(Math.min(250, this.#leaseMs / 4));
         }
       }
@@ -218,15 +352,23 @@ export class SlotLeases {
   }
 
   /**
-   * Throws FencedError when a lease was lost, or when the last renewal is older than
-   * the lease time (a paused process must not trust leases it can no longer prove).
+   * Throws FencedError when a lease was lost. A holder whose last renewal is older
+   * than the lease (a paused process must not trust leases it can no longer prove)
+   * renews first, and while the bucket cannot be reached (an election) keeps trying,
+   * at most PROVE_WAIT_MS: nobody can take its leases meanwhile either.
    */
   async check(): Promise<void> {
-    if (this.#lost) throw this.#lost;
-    if (this.#held.size === 0) return;
-    if (performance.now() - this.#renewedAt >= this.#leaseMs) {
+    const started = performance.now();
+    for (;;) {
+      if (this.#lost) throw this.#lost;
+      if (this.#held.size === 0 || performance.now() - this.#renewedAt < this.#leaseMs) return;
       await this.#serial(() => this.#renew());
       if (this.#lost) throw this.#lost;
+      if (performance.now() - this.#renewedAt < this.#leaseMs) return;
+      if (performance.now() - started > PROVE_WAIT_MS) {
+        throw new FencedError(`worker ${this.#worker} could not renew its leases for ${PROVE_WAIT_MS} ms`);
+      }
+      await delayMs(Math.min(250, this.#leaseMs / 4));
     }
   }
 
@@ -261,24 +403,32 @@ export class SlotLeases {
     );
   }
 
+  /** Renews every held lease; a revision that moved loses it, a bucket out of reach is tried again later. */
   async #renew(): Promise<void> {
     const started = performance.now();
     const value = encodeValue({ worker: this.#worker, epoch: this.#epoch } satisfies Lease);
-    // A renewal that began after the lease already ran out proves nothing: someone may have taken it.
-    const stale = started - this.#renewedAt >= this.#leaseMs;
     for (const [q, revision] of [...this.#held]) {
       try {
-        if (stale) throw new Error(`not renewed for ${Math.round(started - this.#renewedAt)} ms`);
         this.#held.set(q, await this.#kv.update(leaseKey(q), value, revision));
       } catch (error) {
-        this.#lost = new FencedError(`worker ${this.#worker} lost its lease on slot ${q}: ${(error as Error).message}`, { cause: error });
-        this.#logger?.error({ err: this.#lost, slot: q }, 'lease lost: this worker commits nothing more');
-        this.#held.clear();
-        clearTimeout(this.#timer);
+        if (isCasFailure(error)) {
+          this.#lose(q, error);
+          return;
+        }
+        this.#logger?.warn({ err: error, slot: q }, 'renewing a lease failed; trying again');
         return;
       }
     }
     this.#renewedAt = started;
+  }
+
+  #lose(q: number, error: unknown): FencedError {
+    const lost = new FencedError(`worker ${this.#worker} lost its lease on slot ${q}: ${(error as Error).message}`, { cause: error });
+    this.#lost = lost;
+    this.#logger?.error({ err: lost, slot: q }, 'lease lost: this worker commits nothing more');
+    this.#held.clear();
+    clearTimeout(this.#timer);
+    return lost;
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * Moving slots between the workers of a running cluster job, for the driver:
- * a failover when workers are lost (their registration expired: killed, paused,
+ * a failover when workers are lost (not renewed for a lease: killed, paused,
  * cut off) and a handover when workers join or leave gracefully. While one runs, no
  * batch starts and no input is allocated; a worker lost meanwhile interrupts it and
  * a new failover follows.
@@ -8,7 +8,7 @@
 import { FencedError, TributaryError } from '../runtime/base/errors.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
 import type { Allocation } from '../runtime/graph/wire.ts';
-import type { BatchCoordinator } from './batch-coordinator.ts';
+import { type BatchCoordinator, fencedWorkerOf, isStall } from './batch-coordinator.ts';
 import type { Checkpointer } from './checkpointer.ts';
 import type { AssignmentWire, RestoreSpec } from './transport/transport.ts';
 
@@ -58,6 +58,8 @@ export interface FailedOverInfo {
 export interface ReassignmentListener {
   rebalanced?(info: RebalancedInfo): void;
   failedOver?(info: FailedOverInfo): void;
+  /** The data plane stalled: every worker restores from the last checkpoint. */
+  stalled?(reason: Error): void;
   failed(error: Error): void;
 }
 
@@ -104,6 +106,8 @@ export class Reassignment {
   readonly #lostDuring = new Set<string>();
   /** Workers the running failover takes out. */
   readonly #losing = new Set<string>();
+  /** A stall that cut the running failover or handover short: recover again once it ended. */
+  #stalledDuring: Error | undefined;
   #refused = false;
 
   constructor(host: ReassignmentHost) {
@@ -134,17 +138,49 @@ export class Reassignment {
       const fresh = lost.filter((w) => !this.#lostDuring.has(w) && !this.#losing.has(w));
       if (fresh.length === 0) return;
       for (const w of fresh) this.#lostDuring.add(w);
-      h.coordinator.interrupt(new WorkerLostError(fresh));
+      h.coordinator.markLost(fresh, new WorkerLostError(fresh));
       return;
     }
     for (const w of lost) this.#losing.add(w);
+    this.#restoreAndReplay(lost, new WorkerLostError(lost));
+  }
+
+  /**
+   * The data plane stalled (a message lost while a NATS server restarted): as a
+   * failover without lost workers, every worker restores from the last checkpoint and
+   * the batches since then run again; the next stall time is twice as long.
+   */
+  stalled(reason: Error): void {
+    const h = this.#host;
+    if (h.failed()) return;
+    h.coordinator.stalled();
+    if (h.checkpointer === undefined) {
+      h.fail(reason);
+      return;
+    }
+    if (this.#active) {
+      // The running failover or handover waits for the same lost message: it fails and starts over.
+      this.#stalledDuring = reason;
+      h.coordinator.interrupt(reason);
+      return;
+    }
+    h.listener.stalled?.(reason);
+    this.#restoreAndReplay([], reason);
+  }
+
+  #restoreAndReplay(lost: readonly string[], reason: Error): void {
+    const h = this.#host;
+    const cp = h.checkpointer as Checkpointer;
     const started = performance.now();
-    const reason = new WorkerLostError(lost);
-    h.coordinator.interrupt(reason);
+    h.coordinator.markLost(lost, reason);
     this.#run(async () => {
       await h.inFlight();
+      // A checkpoint still being written is the one to restore from: a replay must not write its times again.
+      await cp.drain();
+      const restore = restoreOf(cp);
       const assignment = await h.reassign(lost);
-      await h.coordinator.restart(assignment, h.zeroTimeMs, restoreOf(cp), reason);
+      cp.restartChains();
+      await h.coordinator.restart(assignment, h.zeroTimeMs, restore, reason);
       const byKey = new Map([...(h.keys ?? [])].map(([id, key]) => [key, id]));
       const replay = cp.replayable().map((r): ReplayBatch => {
         const allocations = new Map<number, Allocation>();
@@ -208,10 +244,21 @@ export class Reassignment {
   #ended(error?: Error): void {
     this.#active = undefined;
     this.#losing.clear();
+    const stall = this.#stalledDuring ?? (error && isStall(error) ? error : undefined);
+    this.#stalledDuring = undefined;
     if (this.#lostDuring.size > 0) {
       const again = [...this.#lostDuring];
       this.#lostDuring.clear();
       this.workersLost(again);
+      return;
+    }
+    if (stall) {
+      this.stalled(stall);
+      return;
+    }
+    const fenced = error ? fencedWorkerOf(error) : undefined;
+    if (fenced !== undefined) {
+      this.workersLost([fenced]);
       return;
     }
     if (error) this.#host.fail(error);

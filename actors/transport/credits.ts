@@ -15,7 +15,7 @@
  */
 export class SendCredits {
   #available: number;
-  #waiters: (() => void)[] = [];
+  #waiters: { resolve(): void; reject(error: Error): void }[] = [];
   /** The most chunks ever outstanding at once (for tests and figures). */
   maxOutstanding = 0;
   readonly #window: number;
@@ -36,18 +36,29 @@ export class SendCredits {
       this.#take();
       return Promise.resolve();
     }
-    return new Promise((resolve) =>
-      this.#waiters.push(() => {
-        this.#take();
-        resolve();
+    return new Promise((resolve, reject) =>
+      this.#waiters.push({
+        resolve: () => {
+          this.#take();
+          resolve();
+        },
+        reject,
       }),
     );
+  }
+
+  /** The receiver is gone or lost chunks: every wait fails with `reason` and the whole window is free again. */
+  reset(reason: Error): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    this.#available = this.#window;
+    for (const w of waiters) w.reject(reason);
   }
 
   /** The receiver handled `n` chunks. */
   grant(n: number): void {
     this.#available = Math.min(this.#window, this.#available + n);
-    while (this.#available > 0 && this.#waiters.length > 0) (this.#waiters.shift() as () => void)();
+    while (this.#available > 0 && this.#waiters.length > 0) this.#waiters.shift()?.resolve();
   }
 
   #take(): void {

@@ -26,6 +26,8 @@ export class LocalHub {
       local: true,
       send: (to, message) => this.#deliver(name, to, message),
       onMessage: (handler) => this.#register(name, handler),
+      // Nothing waits in the local transport: a send is delivered at once.
+      reset: () => {},
       close: async () => {
         this.#handlers.delete(name);
       },

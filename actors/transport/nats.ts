@@ -31,6 +31,8 @@ function creditSubject(app: string, endpoint: string): string {
 
 interface Outbound {
   readonly credits: SendCredits;
+  /** Bumped by reset(): messages queued before it are not sent. */
+  generation: number;
   /** Messages to this receiver go out one after another: their chunks never interleave. */
   queue: Promise<void>;
 }
@@ -84,6 +86,7 @@ export class NatsTransport implements Transport {
   #subs: Subscription[] = [];
   #seq = 0;
   #closed = false;
+  #resetReason = '';
 
   private constructor(nc: NatsConnection, app: string, self: string, window: number, logger: Logger | undefined) {
     this.#nc = nc;
@@ -119,9 +122,21 @@ export class NatsTransport implements Transport {
     const out = this.#out(to);
     const bytes = encodeValue(message);
     const seq = ++this.#seq;
-    const sent = out.queue.then(() => this.#publish(to, out, seq, bytes));
+    const generation = out.generation;
+    const sent = out.queue.then(() => {
+      if (out.generation !== generation) throw new InvalidStateError(`a send to ${to} was dropped: ${this.#resetReason}`);
+      return this.#publish(to, out, seq, bytes);
+    });
     out.queue = sent.catch(() => undefined);
     return sent;
+  }
+
+  reset(reason: Error): void {
+    this.#resetReason = reason.message;
+    for (const out of this.#outbound.values()) {
+      out.generation++;
+      out.credits.reset(reason);
+    }
   }
 
   async close(): Promise<void> {
@@ -133,7 +148,7 @@ export class NatsTransport implements Transport {
   #out(to: string): Outbound {
     let out = this.#outbound.get(to);
     if (out === undefined) {
-      out = { credits: new SendCredits(this.#window), queue: Promise.resolve() };
+      out = { credits: new SendCredits(this.#window), generation: 0, queue: Promise.resolve() };
       this.#outbound.set(to, out);
     }
     return out;

@@ -111,5 +111,12 @@ export interface Transport {
    */
   send(to: string, message: ClusterMessage): Promise<void>;
   onMessage(handler: MessageHandler): void;
+  /**
+   * Forgets every peer's flow state: sends still waiting (for credit from a peer that
+   * died, or for credit lost with chunks a restarting server dropped) fail with
+   * `reason`, and every peer gets a whole window again. Called when a new driver run
+   * begins: what was in flight belongs to the run that ended.
+   */
+  reset(reason: Error): void;
   close(): Promise<void>;
 }

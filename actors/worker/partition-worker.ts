@@ -73,6 +73,8 @@ export class PartitionWorker {
   #running: Promise<void> = Promise.resolve();
   #control: Promise<void> = Promise.resolve();
   #abandoned = false;
+  /** Counts ended driver runs: a batch of an ended run stops at its next step. */
+  #runs = 0;
   #session: string | undefined;
   /** The session of an assignment being taken (its leases are this session's already). */
   #assigning: string | undefined;
@@ -106,6 +108,9 @@ export class PartitionWorker {
         if (m.session === undefined || m.session === this.#session) this.#inbox.put(m.key, m.records);
         return;
       case 'assign':
+        // A new driver run: what the ended one still waits for (pieces, credit of a dead peer) fails now,
+        // or a control step queued behind it would keep this assignment waiting forever.
+        if (m.session !== this.#session) this.#endRun();
         this.#reply(from, m.requestId, () => this.#assign(m));
         return;
       case 'batch.run':
@@ -198,8 +203,9 @@ export class PartitionWorker {
       return Promise.resolve();
     }
     return this.#cfg.transport.send(to, message).catch((error: unknown) => {
-      this.#cfg.logger?.error({ err: error, to, type: message.type }, 'sending failed');
-      this.#inbox.abort(error as Error);
+      this.#cfg.logger?.warn({ err: error, to, type: message.type }, 'sending failed');
+      // A piece that did not leave fails its batch (the driver runs it again or moves on), not the worker.
+      if (message.type === 'piece') this.#inbox.abort(error as Error, Number(message.key.slice(0, message.key.indexOf('|'))));
     });
   }
 
@@ -216,7 +222,7 @@ export class PartitionWorker {
     if (m.session !== this.#session) {
       // A new driver run restores from its checkpoint and replays: state left from an earlier run must go.
       this.#session = m.session;
-      this.#inbox.reset(new InvalidStateError('a new driver run began'));
+      this.#endRun();
       await this.#running.catch(() => {});
       this.#states.clear();
       this.#stepped = [];
@@ -234,6 +240,14 @@ export class PartitionWorker {
       await Promise.all(loads);
       this.#states.set(node.id, mine);
     }
+  }
+
+  /** Fails everything the current driver run waits for: pieces, and sends waiting for credit. */
+  #endRun(): void {
+    this.#runs++;
+    const reason = new InvalidStateError('a new driver run began');
+    this.#cfg.transport.reset(reason);
+    this.#inbox.reset(reason);
   }
 
   #owns(q: number): boolean {
@@ -320,6 +334,9 @@ export class PartitionWorker {
     let records = 0;
     const sends: Promise<void>[] = [];
     const session = this.#session;
+    const run = this.#runs;
+    const take = (key: string): Promise<unknown> =>
+      this.#runs === run ? this.#inbox.take(key, time) : Promise.reject(new InvalidStateError('a new driver run began'));
     /** Sends to other processes not yet handed to the socket. */
     let outgoing: Promise<void>[] = [];
     const send = (to: string, key: string, data: readonly unknown[]) => {
@@ -370,8 +387,7 @@ export class PartitionWorker {
       const active = isActive(node.slideMs, time, this.#zeroTimeMs);
       switch (node.kind) {
         case 'input':
-          for (const q of mine(node.partitions))
-            put(local, node.id, q, (await this.#inbox.take(`${time}|in|${node.id}|${q}`, time)) as unknown[]);
+          for (const q of mine(node.partitions)) put(local, node.id, q, (await take(`${time}|in|${node.id}|${q}`)) as unknown[]);
           break;
         case 'narrow': {
           const source = plan.chainOf(node).source;
@@ -399,8 +415,7 @@ export class PartitionWorker {
                 continue;
               }
               const chunks: unknown[][] = [];
-              for (let p = 0; p < source.partitions; p++)
-                chunks.push((await this.#inbox.take(`${time}|sh|${node.id}|${i}|${p}|${q}`, time)) as unknown[]);
+              for (let p = 0; p < source.partitions; p++) chunks.push((await take(`${time}|sh|${node.id}|${i}|${p}|${q}`)) as unknown[]);
               itemsPerParent.push(concatAll(chunks));
             }
             put(local, node.id, q, reducePartition(node, itemsPerParent, time));
@@ -436,8 +451,7 @@ export class PartitionWorker {
             for (const [i, parent] of node.parents.entries()) {
               const parts: unknown[][] = [];
               if (present.has(parent.id)) {
-                for (let q = 0; q < parent.partitions; q++)
-                  parts.push((await this.#inbox.take(`${time}|wh|${node.id}|${i}|${q}`, time)) as unknown[]);
+                for (let q = 0; q < parent.partitions; q++) parts.push((await take(`${time}|wh|${node.id}|${i}|${q}`)) as unknown[]);
               }
               batches.push(concatAll(parts));
             }
@@ -446,8 +460,7 @@ export class PartitionWorker {
               send(ownerOf(a, q), `${time}|wo|${node.id}|${q}`, part);
             });
           }
-          for (const q of mine(node.partitions))
-            put(local, node.id, q, (await this.#inbox.take(`${time}|wo|${node.id}|${q}`, time)) as unknown[]);
+          for (const q of mine(node.partitions)) put(local, node.id, q, (await take(`${time}|wo|${node.id}|${q}`)) as unknown[]);
           present.add(node.id);
           break;
         }

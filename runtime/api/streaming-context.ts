@@ -5,6 +5,7 @@
 
 import { promises as fs } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { STALL_MS_DEFAULT } from '../../actors/batch-coordinator.ts';
 import type { Checkpointer, CheckpointSettings, CheckpointStats } from '../../actors/checkpointer.ts';
 import { type DriverLease, holdDriverLease, type JoinedCluster, joinCluster } from '../../actors/cluster-driver.ts';
 import { type BatchInfo, Driver } from '../../actors/driver.ts';
@@ -75,6 +76,13 @@ export interface ClusterConfig {
   readonly leaseMs?: number;
   /** Give up when the workers are not all there after this long (default: wait forever). */
   readonly waitForWorkersMs?: number;
+  /**
+   * A batch step (a batch, a commit, a capture, an assignment) with no answer this
+   * long is taken as lost in the network (a NATS server restarting drops messages in
+   * flight): the driver runs again from the last checkpoint. Doubles on each stall in
+   * a row, so a batch that is slow rather than lost still ends (default 10000 ms).
+   */
+  readonly stallMs?: number;
   /** nats.js connection options merged over the URL's. */
   readonly connection?: NatsOptions['connection'];
   /** Told while the driver waits for its workers (default: the logger). */
@@ -293,6 +301,9 @@ export class StreamingContext {
     if (options.leaseMs !== undefined && (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < 300)) {
       throw new InvalidConfigError(`cluster leaseMs must be a whole number >= 300, got ${String(options.leaseMs)}`);
     }
+    if (options.stallMs !== undefined && (!Number.isSafeInteger(options.stallMs) || options.stallMs < 1000)) {
+      throw new InvalidConfigError(`cluster stallMs must be a whole number >= 1000, got ${String(options.stallMs)}`);
+    }
     this.#cluster = { ...options, nats };
   }
 
@@ -438,6 +449,7 @@ export class StreamingContext {
             transport: joined.transport,
             assignment: joined.assignment,
             session: joined.session,
+            stallMs: this.#cluster?.stallMs ?? STALL_MS_DEFAULT,
             reassign: async (lost) => {
               const epoch = (this.#driver?.assignmentEpoch ?? joined.assignment.epoch) + 1;
               const next = await joined.reassign(lost, epoch);
@@ -469,9 +481,14 @@ export class StreamingContext {
           this.#notify((l) => l.onRebalanced?.(info));
         },
         failedOver: (info) => {
+          if (info.lost.length === 0) {
+            this.logger.warn(info, `recovered from a stall in ${Math.round(info.ms)} ms: ${info.replayed} batches replayed`);
+            return;
+          }
           this.logger.warn(info, `workers ${info.lost.join(', ')} lost: slots reassigned, ${info.replayed} batches replayed`);
           this.#notify((l) => l.onWorkersLost?.(info));
         },
+        stalled: (reason) => this.logger.warn({ reason: reason.message }, 'the data plane stalled: restoring from the last checkpoint'),
       },
     });
     if (joined) {

@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { BatchCoordinator } from '../../actors/batch-coordinator.ts';
-import { leaseKey, openClusterBucket, readLease } from '../../actors/membership.ts';
+import { Liveness, leaseKey, openClusterBucket, readLease, revokeLeases } from '../../actors/membership.ts';
 import { NatsTransport } from '../../actors/transport/nats.ts';
 import { DRIVER } from '../../actors/transport/transport.ts';
 import { StreamingContext } from '../../runtime/api/index.ts';
@@ -42,14 +42,22 @@ test('cluster - a worker paused past its lease finds it taken when resumed and c
     const kv = await openClusterBucket(nc, 'cluster-windowed', 1, 1000);
     t.like(await readLease(kv, 0), { worker: 'paused', epoch: 1 });
     worker.child.kill('SIGSTOP');
-    // The server expires the lease of a silent holder; wait for that (bounded).
+    // As a driver does: the worker is lost once its registration stood still for a lease of reads; its leases are revoked.
+    const seen = new Liveness(1000);
     await within(
       (async () => {
-        while ((await readLease(kv, 0)) !== undefined) await delayMs(100);
+        for (;;) {
+          const entry = await kv.get('workers.paused');
+          seen.observe(new Map(entry ? [['paused', entry.revision]] : []));
+          if (seen.isLost('paused')) return;
+          await delayMs(100);
+        }
       })(),
       15_000,
-      'the paused worker losing its lease',
+      'the paused worker going quiet',
     );
+    t.deepEqual(await revokeLeases(kv, (w) => w === 'paused'), [0, 1, 2, 3, 4, 5]);
+    t.is(await readLease(kv, 0), undefined);
     await kv.create(leaseKey(0), encodeValue({ worker: 'thief', epoch: 99 }));
     worker.child.kill('SIGCONT');
     await batch(START_MS + 2 * BATCH_MS);
