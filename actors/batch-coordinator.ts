@@ -18,8 +18,8 @@ import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Tr
  * runs again from its last checkpoint.
  */
 export class StallError extends TributaryError {
-  constructor(what: string, ms: number) {
-    super('INVALID_STATE', `${what}: no answer within ${ms} ms (stallMs): a message was lost or a worker is stuck`);
+  constructor(what: string, ms: number, detail = `no answer within ${ms} ms (stallMs): a message was lost or a worker is stuck`) {
+    super('INVALID_STATE', `${what}: ${detail}`);
     this.name = 'StallError';
   }
 }
@@ -130,12 +130,14 @@ export class BatchCoordinator {
 
   /** Sends every worker the assignment (and where to restore state from); resolves when all took it. */
   async assign(assignment: AssignmentWire, zeroTimeMs: number, restore?: RestoreSpec, alsoTell: readonly string[] = []): Promise<void> {
+    const previous = this.#workers;
     this.#assignment = assignment;
     this.#workers = [...new Set([...assignment.slots, ...Object.values(assignment.inputs)])].sort();
     // A lost worker assigned again came back (it rejoined with fresh leases).
     for (const w of this.#workers) this.#lost.delete(w);
-    // Workers leaving learn they own nothing now: they give their leases back at once.
-    const told = [...new Set([...this.#workers, ...alsoTell])];
+    // Workers left without slots (leaving, or their slots went to a newcomer) learn they own nothing
+    // now: they give their leases back at once, or the new owners would wait for them forever.
+    const told = [...new Set([...this.#workers, ...alsoTell, ...previous.filter((w) => !this.#lost.has(w))])];
     await Promise.all(
       told.map((w) =>
         this.#request(w, (requestId) => ({
@@ -145,7 +147,13 @@ export class BatchCoordinator {
           zeroTimeMs,
           session: this.#session,
           ...(restore ? { restore } : {}),
-        })),
+        })).catch((error: unknown) => {
+          // A worker that could not take its leases in time (a holder slow to give them back, the bucket
+          // out of reach) is tried again from the checkpoint, as a stall; a fenced or lost one is not.
+          const e = error as TributaryError;
+          if (e.code !== 'INVALID_STATE' || isStall(e) || e.name === 'WorkerLostError' || this.#abandoned) throw error;
+          throw new StallError(`assign on ${w}`, this.#stallMs ?? this.#timeoutMs, (error as Error).message);
+        }),
       ),
     );
   }

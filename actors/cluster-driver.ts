@@ -282,8 +282,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
     const started = performance.now();
     const workers = await waitForWorkers(view, o, started);
     // Leases of workers that are gone (a crash before this driver started) are taken back now.
-    const liveIds = new Set(workers.map((w) => w.id));
-    await retryingKv('revoke the leases of gone workers', o.logger, () => revokeLeases(kv, (w) => !liveIds.has(w)));
+    await retryingKv('revoke the leases of gone workers', o.logger, () => revokeLeases(kv, (w) => !view.isLive(w)));
     const waitedMs = performance.now() - started;
     const transport = await NatsTransport.open(o.nc, o.appName, DRIVER, { logger: o.logger });
     const slots = Math.max(1, ...[...o.plan.byId.values()].map((n) => n.partitions));
@@ -336,10 +335,14 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       },
       reassign: async (lost, epoch) => {
         const lostSet = new Set(lost);
-        // A lost worker that comes back finds its leases revoked: it commits nothing and rejoins fresh.
-        await retryingKv('revoke the leases of lost workers', o.logger, () => revokeLeases(kv, (w) => lostSet.has(w)));
         const live = (await waitForWorkers(view, { ...o, workers: 1 }, performance.now(), lostSet, true)).filter(
           (w, _i, all) => w.leaving !== true || all.every((x) => x.leaving === true),
+        );
+        // Leases of lost workers, and of any holder not live now (lost earlier, its revocation missed while
+        // the bucket was out of reach), are taken back: a holder that comes back commits nothing and rejoins.
+        const liveIds = new Set(live.map((w) => w.id));
+        await retryingKv('revoke the leases of lost workers', o.logger, () =>
+          revokeLeases(kv, (w) => lostSet.has(w) || (!liveIds.has(w) && !view.isLive(w))),
         );
         considered = new Set(live.map((w) => w.id));
         const next = assign(

@@ -299,8 +299,8 @@ export class SlotLeases {
    * Holds exactly `slots` under `epoch`: releases the others, takes the new ones
    * (waiting, at most `waitMs`, for a previous holder's lease to expire).
    */
-  hold(slots: readonly number[], epoch: number, waitMs = this.#leaseMs * 4): Promise<void> {
-    return this.#serial(() => this.#hold(slots, epoch, waitMs));
+  hold(slots: readonly number[], epoch: number, superseded: () => boolean = () => false, waitMs = this.#leaseMs * 4): Promise<void> {
+    return this.#serial(() => this.#hold(slots, epoch, waitMs, superseded));
   }
 
   #serial<T>(work: () => Promise<T>): Promise<T> {
@@ -309,7 +309,7 @@ export class SlotLeases {
     return next;
   }
 
-  async #hold(slots: readonly number[], epoch: number, waitMs: number): Promise<void> {
+  async #hold(slots: readonly number[], epoch: number, waitMs: number, superseded: () => boolean): Promise<void> {
     if (this.#lost) throw this.#lost;
     this.#epoch = epoch;
     const wanted = new Set(slots);
@@ -340,8 +340,9 @@ export class SlotLeases {
         } catch (error) {
           if (this.#held.has(q) && isCasFailure(error)) throw this.#lose(q, error);
           if (performance.now() > deadline) {
-            throw new FencedError(`slot ${q}: not taken after ${waitMs} ms (${(error as Error).message})`, { cause: error });
+            throw new InvalidStateError(`slot ${q}: not taken after ${waitMs} ms (${(error as Error).message})`);
           }
+          if (superseded()) throw new InvalidStateError(`slot ${q}: a newer assignment arrived while waiting for its lease`);
           // Taken meanwhile, still another's, or the bucket unreachable for the moment (an election).
           await delayMs(Math.min(250, this.#leaseMs / 4));
         }

@@ -50,7 +50,9 @@ export interface PartitionWorkerConfig {
   /** Cuts a receiver's block into its log and returns the batch's allocation (the worker running that receiver). */
   readonly allocate?: ((nodeId: number, time: number, from: number) => Promise<Allocation>) | undefined;
   /** Runs before an assignment is taken (a cluster worker opens its inputs and takes its leases here). */
-  readonly onAssign?: ((assignment: AssignmentWire, zeroTimeMs: number, owned: readonly number[]) => Promise<void>) | undefined;
+  readonly onAssign?:
+    | ((assignment: AssignmentWire, zeroTimeMs: number, owned: readonly number[], superseded: () => boolean) => Promise<void>)
+    | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -75,6 +77,8 @@ export class PartitionWorker {
   #abandoned = false;
   /** Counts ended driver runs: a batch of an ended run stops at its next step. */
   #runs = 0;
+  /** Counts assignments received. */
+  #assigns = 0;
   #session: string | undefined;
   /** The session of an assignment being taken (its leases are this session's already). */
   #assigning: string | undefined;
@@ -111,7 +115,11 @@ export class PartitionWorker {
         // A new driver run: what the ended one still waits for (pieces, credit of a dead peer) fails now,
         // or a control step queued behind it would keep this assignment waiting forever.
         if (m.session !== this.#session) this.#endRun();
-        this.#reply(from, m.requestId, () => this.#assign(m));
+        {
+          // An assignment still taking its leases when a newer one arrives gives up (the newer waits behind it).
+          const seq = ++this.#assigns;
+          this.#reply(from, m.requestId, () => this.#assign(m, () => this.#assigns !== seq));
+        }
         return;
       case 'batch.run':
         this.#running = this.#run(m.time, new Map(m.allocations), m.skipOutputs);
@@ -209,11 +217,12 @@ export class PartitionWorker {
     });
   }
 
-  async #assign(m: Assign): Promise<void> {
+  async #assign(m: Assign, superseded: () => boolean): Promise<void> {
+    if (superseded()) throw new InvalidStateError('a newer assignment arrived');
     const owned = m.assignment.slots.flatMap((w, q) => (w === this.id ? [q] : []));
     this.#assigning = m.session;
     try {
-      await this.#cfg.onAssign?.(m.assignment, m.zeroTimeMs, owned);
+      await this.#cfg.onAssign?.(m.assignment, m.zeroTimeMs, owned, superseded);
     } finally {
       this.#assigning = undefined;
     }

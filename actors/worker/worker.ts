@@ -180,7 +180,7 @@ export class Worker {
       snapshots: o.snapshots,
       checkOwnership: () => (this.#leases as SlotLeases).check(),
       allocate: o.allocate,
-      onAssign: async (assignment, zeroTimeMs, owned) => {
+      onAssign: async (assignment, zeroTimeMs, owned, superseded) => {
         await this.#checkDriver();
         const inputs = await o.openInputs(zeroTimeMs, assignment, this.id);
         this.#inputs.clear();
@@ -191,7 +191,7 @@ export class Worker {
           this.#leases = new SlotLeases(this.#kv, this.id, this.#leaseMs, o.logger);
           o.logger.warn({ worker: this.id }, 'rejoining with fresh leases after losing them');
         }
-        await (this.#leases as SlotLeases).hold(owned, assignment.epoch);
+        await (this.#leases as SlotLeases).hold(owned, assignment.epoch, superseded);
         if (owned.length === 0) this.#handedOver?.();
         o.logger.info(
           { worker: this.id, slots: owned, epoch: assignment.epoch, ms: Math.round(performance.now() - started) },

@@ -115,6 +115,12 @@ export interface StreamingListener {
   onRebalanced?(info: RebalancedInfo): void;
   /** On a cluster: workers were lost, their slots reassigned, `replayed` batches run again (`ms` from detection). */
   onWorkersLost?(info: FailedOverInfo): void;
+  /**
+   * Cluster runs: a step got no answer within `stallMs` (a message lost while a NATS
+   * server restarted, a worker stuck): every worker restores from the last checkpoint
+   * and the batches since run again.
+   */
+  onStalled?(info: { readonly reason: string }): void;
 }
 
 type Lifecycle = 'initialized' | 'active' | 'stopped';
@@ -488,7 +494,10 @@ export class StreamingContext {
           this.logger.warn(info, `workers ${info.lost.join(', ')} lost: slots reassigned, ${info.replayed} batches replayed`);
           this.#notify((l) => l.onWorkersLost?.(info));
         },
-        stalled: (reason) => this.logger.warn({ reason: reason.message }, 'the data plane stalled: restoring from the last checkpoint'),
+        stalled: (reason) => {
+          this.logger.warn({ reason: reason.message }, 'the data plane stalled: restoring from the last checkpoint');
+          this.#notify((l) => l.onStalled?.({ reason: reason.message }));
+        },
       },
     });
     if (joined) {

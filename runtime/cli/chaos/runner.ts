@@ -443,6 +443,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const messages = input ? badInputMessages(input.seed, input.messages) : [];
     const published: number[] = [];
     const publishing = input && nc ? publishInput(nc, `chaos.${safeId}.input`, safeId, messages, published, () => timedOut) : undefined;
+    // Interrupted (Ctrl-C, a CI timeout): the driver and worker processes go too, not only the servers.
+    const onSignal = (signal: NodeJS.Signals) => {
+      for (const proc of [child?.proc, ...[...workerLinks.values()].map((l) => l.proc)]) {
+        proc?.kill('SIGCONT');
+        proc?.kill('SIGKILL');
+      }
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
       // Half of the bad input is there before the first start, the rest arrives during the run.
       await publishing?.before;
@@ -546,6 +556,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         link.proc.kill('SIGKILL');
         await link.exited;
       }
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       bar?.stop();
     }
     let results: [number, string, number][] | undefined;

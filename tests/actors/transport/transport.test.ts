@@ -167,3 +167,36 @@ test('assignment - deterministic, even, and a joining worker moves few slots', (
   t.is(ownerOf(three, 13), three.slots[1] as string);
   t.throws(() => assign(4, [], [], 1), { code: 'INVALID_CONFIG' });
 });
+
+test('nats transport - reset fails the sends waiting for credit from a peer that died, and gives every peer a whole window again', async (t) => {
+  t.timeout(60_000);
+  const server = await startNatsServer();
+  const nc = await connectTo(server.url);
+  try {
+    const sender = await NatsTransport.open(nc, 'tt', 'sender');
+    // No endpoint 'gone' listens: nothing it was sent is ever acknowledged, as with a killed worker.
+    const settled: ('sent' | 'failed')[] = [];
+    const sends = Array.from({ length: CREDIT_WINDOW + 8 }, (_, i) =>
+      sender.send('gone', { type: 'piece', key: `m${i}`, records: [i] }).then(
+        () => void settled.push('sent'),
+        (error: unknown) => {
+          settled.push('failed');
+          t.regex(String(error), /a new driver run began/);
+        },
+      ),
+    );
+    await Promise.all(sends.slice(0, CREDIT_WINDOW));
+    await nc.flush();
+    t.is(settled.length, CREDIT_WINDOW, 'the window went out; the rest waits for credit that never comes');
+    sender.reset(new Error('a new driver run began'));
+    await Promise.all(sends);
+    t.is(settled.filter((s) => s === 'failed').length, 8, 'every waiting send failed instead of hanging');
+    // A whole window again: a peer that comes back (or a new one) is not starved by credit the dead one kept.
+    const again = Array.from({ length: CREDIT_WINDOW }, (_, i) => sender.send('gone', { type: 'piece', key: `n${i}`, records: [] }));
+    await Promise.all(again);
+    t.pass();
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+});
