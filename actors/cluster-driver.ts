@@ -66,7 +66,8 @@ export interface JoinedCluster {
   readonly waitedMs: number;
   /**
    * Calls `onChange` with the assigned workers lost (not renewed for a lease: see
-   * Liveness), leaving or joined, checked every sixth of the lease time until left.
+   * Liveness), leaving or joined, checked after every read of the bucket (every sixth
+   * of the lease time) until left.
    */
   watch(assigned: () => readonly string[], onChange: (change: MembershipChange) => void): void;
   /** A new assignment over the live workers other than `lost` (waits for one if none is left). */
@@ -208,6 +209,7 @@ class MemberView {
   #entries: WorkerInfo[] = [];
   readonly #timer: NodeJS.Timeout;
   #reading = false;
+  #listener: (() => void) | undefined;
 
   constructor(kv: KV, leaseMs: number, logger: Logger) {
     this.#kv = kv;
@@ -232,6 +234,11 @@ class MemberView {
     return this.#seen.isLive(id);
   }
 
+  /** Calls `listener` after every successful read (one at a time). */
+  onRead(listener: (() => void) | undefined): void {
+    this.#listener = listener;
+  }
+
   /** True once `id` stood still for a lease of successful reads, or vanished. */
   isLost(id: string): boolean {
     return this.#seen.isLost(id);
@@ -251,6 +258,7 @@ class MemberView {
       if (ms > 1000) this.#logger.warn({ ms: Math.round(ms), entries: entries.length }, 'reading the workers was slow');
       this.#seen.observe(new Map(entries.map((e) => [e.info.id, e.revision])));
       this.#entries = entries.map((e) => e.info);
+      this.#listener?.();
     } catch (error) {
       this.#seen.unavailable();
       this.#logger.warn({ err: error }, 'reading the workers failed; trying again');
@@ -305,7 +313,6 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       return { slots: a.slots, inputs };
     };
     o.logger.info({ workers: ids, slots: assignment.slots, waitedMs: Math.round(waitedMs) }, 'cluster formed');
-    let watcher: NodeJS.Timeout | undefined;
     /** Workers the last (re)assignment was made over, with or without slots: not "joined" again. */
     let considered = new Set(ids);
     return {
@@ -316,22 +323,19 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       session,
       waitedMs,
       watch: (assigned, onChange) => {
-        watcher = setInterval(
-          () => {
-            const live = view.live();
-            const mine = new Set(assigned());
-            const lost = [...mine].filter((w) => view.isLost(w));
-            const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
-            const joined = live
-              .filter(
-                (w) => !mine.has(w.id) && !considered.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0,
-              )
-              .map((w) => w.id);
-            if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
-          },
-          Math.max(50, Math.floor(leaseMs / 6)),
-        );
-        watcher.unref();
+        // Checked after every read of the bucket: a loss is acted on as soon as it can be seen.
+        view.onRead(() => {
+          const live = view.live();
+          const mine = new Set(assigned());
+          const lost = [...mine].filter((w) => view.isLost(w));
+          const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
+          const joined = live
+            .filter(
+              (w) => !mine.has(w.id) && !considered.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0,
+            )
+            .map((w) => w.id);
+          if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
+        });
       },
       reassign: async (lost, epoch) => {
         const lostSet = new Set(lost);
@@ -355,7 +359,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
         return { assignment: next, journaled: journal(next) };
       },
       leave: async () => {
-        clearInterval(watcher);
+        view.onRead(undefined);
         await transport.close();
         await unregister();
       },

@@ -426,7 +426,7 @@ export class SlotLeases {
   #lose(q: number, error: unknown): FencedError {
     const lost = new FencedError(`worker ${this.#worker} lost its lease on slot ${q}: ${(error as Error).message}`, { cause: error });
     this.#lost = lost;
-    this.#logger?.error({ err: lost, slot: q }, 'lease lost: this worker commits nothing more');
+    this.#logger?.warn({ slot: q, reason: lost.message }, 'lease lost: this worker commits nothing more');
     this.#held.clear();
     clearTimeout(this.#timer);
     return lost;

@@ -299,3 +299,24 @@ test('chaos - the CLI refuses --bad-input on the file journal with a clear messa
   t.is(code, 1);
   t.regex(stderr, /--bad-input needs --journal nats/);
 });
+
+test('chaos - workers killed or paused on a cluster, one joining and one leaving, lose nothing and report recovery per target', async (t) => {
+  t.timeout(300_000);
+  const report = await runChaos({
+    kills: 2,
+    seed: 12,
+    targets: ['worker'],
+    workers: 2,
+    journal: 'nats',
+    progress: false,
+    timeoutMs: 240_000,
+  });
+  t.context.dirs.push(report.workDir);
+  if (!report.passed) t.log(formatChaosReport(report));
+  assertClean(t, report, 4);
+  const text = formatChaosReport(report);
+  t.regex(text, /^kills: +4 of 4 \(.*worker-join 1.*\)$/m);
+  t.regex(text, /^recovery by target: .*worker-(kill|pause) \(\d\) min \d+ ms, median \d+ ms, max \d+ ms/m);
+  t.regex(text, /worker-leave \(1\)/);
+  t.regex(text, /, 2 workers, seed 12$/m);
+});
