@@ -4,7 +4,7 @@
  * object store checks its own SHA-256 digest; the frames inside keep their CRC32C
  * and are validated after reading, as on disk.
  */
-import { jetstreamManager, StorageType } from '@nats-io/jetstream';
+import { jetstreamManager, type MsgRequest, StorageType } from '@nats-io/jetstream';
 import { type ObjectStore, Objm, setSha256Backend } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { scanFrames } from '../journal/codec.ts';
@@ -181,14 +181,20 @@ export class JetStreamSnapshotStore implements SnapshotStore {
       // A listed object carries no revision: its meta's sequence comes from an info read (through the leader).
       const info = await retrying(`info ${listed.name}`, this.#logger, () => os.info(listed.name));
       if (info === null) continue;
-      // Chunks are published one after another, then the meta: the first chunk is `chunks` before it.
-      const first = info.revision - info.chunks;
-      const m =
+      // The first chunk is found by its subject: on a cluster, workers write their snapshots at the same
+      // time and the chunks of several objects interleave (the meta's revision minus the chunk count
+      // pointed into another object there, and nothing was ever deleted).
+      const chunks = `$O.${this.#bucket}.C.${info.nuid}`;
+      const first =
         info.chunks === 0
-          ? null
-          : await retrying(`locate ${info.name}`, this.#logger, () => jsm.streams.getMessage(stream, { seq: first }));
-      if (info.chunks > 0 && m?.subject !== `$O.${this.#bucket}.C.${info.nuid}`) {
-        this.#logger?.warn({ object: info.name, seq: first }, 'snapshot chunks are not where expected; nothing deleted this time');
+          ? info.revision
+          : (
+              await retrying(`locate ${info.name}`, this.#logger, () =>
+                jsm.streams.getMessage(stream, { seq: 1, next_by_subj: chunks } as unknown as MsgRequest),
+              )
+            )?.seq;
+      if (first === undefined || first > info.revision) {
+        this.#logger?.warn({ object: info.name }, 'the first chunk of a kept snapshot was not found; nothing deleted this time');
         return;
       }
       cut = Math.min(cut, first);
