@@ -66,7 +66,7 @@ export interface JoinedCluster {
   readonly waitedMs: number;
   /**
    * Calls `onChange` with the assigned workers lost (not renewed for a lease: see
-   * Liveness), leaving or joined, checked after every read of the bucket (every sixth
+   * Liveness), leaving or joined, checked after every read of the bucket (every tenth
    * of the lease time) until left.
    */
   watch(assigned: () => readonly string[], onChange: (change: MembershipChange) => void): void;
@@ -165,7 +165,7 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
       // Lost a race for the lease (read again), or the bucket is out of reach for the moment.
       if (!isCasFailure(error)) seen.unavailable();
     }
-    await delayMs(Math.max(50, Math.floor(leaseMs / 6)));
+    await delayMs(Math.max(50, Math.floor(leaseMs / 10)));
   }
   const waitedMs = performance.now() - started;
   let held = revision;
@@ -201,7 +201,7 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
   };
 }
 
-/** The driver's view of the registered workers: the bucket read every sixth of the lease, liveness observed. */
+/** The driver's view of the registered workers: the bucket read every tenth of the lease, liveness observed. */
 class MemberView {
   readonly #kv: KV;
   readonly #logger: Logger;
@@ -215,7 +215,7 @@ class MemberView {
     this.#kv = kv;
     this.#logger = logger;
     this.#seen = new Liveness(leaseMs);
-    this.#timer = setInterval(() => void this.#read(), Math.max(50, Math.floor(leaseMs / 6)));
+    this.#timer = setInterval(() => void this.#read(), Math.max(50, Math.floor(leaseMs / 10)));
     this.#timer.unref();
     void this.#read();
   }
