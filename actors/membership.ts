@@ -162,8 +162,10 @@ export interface WorkerEntry {
  */
 export async function readWorkers(kv: KV): Promise<WorkerEntry[]> {
   const out: WorkerEntry[] = [];
-  const keys = await kv.keys('workers.*');
-  for await (const key of keys) {
+  // A key listing can repeat a key (its consumer restarts under load): each worker counts once.
+  const keys = new Set<string>();
+  for await (const key of await kv.keys('workers.*')) keys.add(key);
+  for (const key of keys) {
     const entry = await kv.get(key);
     if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
     out.push({ info: decodeValue(entry.value) as WorkerInfo, revision: entry.revision });
@@ -238,8 +240,9 @@ export class Liveness {
  */
 export async function revokeLeases(kv: KV, revoke: (worker: string) => boolean): Promise<number[]> {
   const revoked: number[] = [];
-  const keys = await kv.keys('leases.*');
-  for await (const key of keys) {
+  const keys = new Set<string>();
+  for await (const key of await kv.keys('leases.*')) keys.add(key);
+  for (const key of keys) {
     const entry = await kv.get(key);
     if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
     const lease = decodeValue(entry.value) as Lease;

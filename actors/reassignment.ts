@@ -206,12 +206,11 @@ export class Reassignment {
     const cp = h.checkpointer;
     if (h.failed() || this.#active) return;
     if (cp === undefined && h.plan.stateful.length > 0) {
-      if (!this.#refused) {
+      // A newcomer just stays idle; a worker leaving would take state nobody can restore.
+      if (leaving.length > 0 && !this.#refused) {
         this.#refused = true;
         h.listener.failed(
-          new FencedError(
-            `workers cannot join or leave an app without a checkpoint: its state could not move (joined: ${joined.join(', ')}; leaving: ${leaving.join(', ')})`,
-          ),
+          new FencedError(`workers cannot leave an app without a checkpoint: their state could not move (leaving: ${leaving.join(', ')})`),
         );
       }
       return;
