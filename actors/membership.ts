@@ -162,15 +162,23 @@ export interface WorkerEntry {
  */
 export async function readWorkers(kv: KV): Promise<WorkerEntry[]> {
   const out: WorkerEntry[] = [];
-  // A key listing can repeat a key (its consumer restarts under load): each worker counts once.
-  const keys = new Set<string>();
-  for await (const key of await kv.keys('workers.*')) keys.add(key);
-  for (const key of keys) {
-    const entry = await kv.get(key);
-    if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
+  for (const entry of await readEntries(kv, 'workers.*')) {
     out.push({ info: decodeValue(entry.value) as WorkerInfo, revision: entry.revision });
   }
   return out.sort((a, b) => a.info.id.localeCompare(b.info.id));
+}
+
+/** The live (put, non-empty) entries under `filter`, each key once: a key listing can repeat a key (its consumer restarts under load). */
+async function readEntries(kv: KV, filter: string): Promise<{ key: string; revision: number; value: Uint8Array }[]> {
+  const keys = new Set<string>();
+  for await (const key of await kv.keys(filter)) keys.add(key);
+  const out: { key: string; revision: number; value: Uint8Array }[] = [];
+  for (const key of keys) {
+    const entry = await kv.get(key);
+    if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
+    out.push({ key, revision: entry.revision, value: entry.value });
+  }
+  return out;
 }
 
 /**
@@ -240,11 +248,8 @@ export class Liveness {
  */
 export async function revokeLeases(kv: KV, revoke: (worker: string) => boolean): Promise<number[]> {
   const revoked: number[] = [];
-  const keys = new Set<string>();
-  for await (const key of await kv.keys('leases.*')) keys.add(key);
-  for (const key of keys) {
-    const entry = await kv.get(key);
-    if (entry === null || entry.operation !== 'PUT' || entry.value.length === 0) continue;
+  for (const entry of await readEntries(kv, 'leases.*')) {
+    const { key } = entry;
     const lease = decodeValue(entry.value) as Lease;
     if (!revoke(lease.worker)) continue;
     try {
