@@ -38,11 +38,15 @@ export interface ReplayBatch {
   readonly replayed: boolean;
 }
 
-/** Workers joined or left gracefully: slots moved after a checkpoint of the last batch (nothing replayed). */
+/**
+ * Workers joined or left gracefully: slots moved after a checkpoint of the last batch,
+ * so nothing is replayed unless that checkpoint could not be written (`replayed` batches).
+ */
 export interface RebalancedInfo {
   readonly joined: readonly string[];
   readonly leaving: readonly string[];
   readonly slots: readonly string[];
+  readonly replayed: number;
   readonly ms: number;
 }
 
@@ -181,16 +185,7 @@ export class Reassignment {
       const assignment = await h.reassign(lost);
       cp.restartChains();
       await h.coordinator.restart(assignment, h.zeroTimeMs, restore, reason);
-      const byKey = new Map([...(h.keys ?? [])].map(([id, key]) => [key, id]));
-      const replay = cp.replayable().map((r): ReplayBatch => {
-        const allocations = new Map<number, Allocation>();
-        for (const [key, a] of Object.entries(r.inputs)) {
-          const id = byKey.get(key) ?? Number(key);
-          if (Number.isFinite(id)) allocations.set(id, a);
-        }
-        return { time: r.time, allocations, skipOutputs: r.completed, replayed: true };
-      });
-      h.replaceQueue(replay);
+      const replay = this.#replayAfterRestore(cp);
       h.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
     });
   }
@@ -225,11 +220,31 @@ export class Reassignment {
         if (last !== undefined && (cp.lastCheckpointTime ?? Number.NEGATIVE_INFINITY) < last) await h.checkpointNow(last);
         await cp.drain();
         restore = restoreOf(cp);
+        // A checkpoint of the last batch that could not be written (the journal unreachable)
+        // leaves an older one to restore: the batches since then run again, as in a failover.
+        cp.restartChains();
       }
       const assignment = await h.reassign(leaving);
       await h.coordinator.restart(assignment, h.zeroTimeMs, restore, new TributaryError('INVALID_STATE', 'slots are moving'), leaving);
-      h.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, ms: performance.now() - started });
+      const replay = cp ? this.#replayAfterRestore(cp) : [];
+      h.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
     });
+  }
+
+  /** Queues the batches journaled after the checkpoint every worker just restored, outputs of completed ones skipped. */
+  #replayAfterRestore(cp: Checkpointer): ReplayBatch[] {
+    const h = this.#host;
+    const byKey = new Map([...(h.keys ?? [])].map(([id, key]) => [key, id]));
+    const replay = cp.replayable().map((r): ReplayBatch => {
+      const allocations = new Map<number, Allocation>();
+      for (const [key, a] of Object.entries(r.inputs)) {
+        const id = byKey.get(key) ?? Number(key);
+        if (Number.isFinite(id)) allocations.set(id, a);
+      }
+      return { time: r.time, allocations, skipOutputs: r.completed, replayed: true };
+    });
+    h.replaceQueue(replay);
+    return replay;
   }
 
   #run(work: () => Promise<void>): void {

@@ -480,10 +480,9 @@ export class StreamingContext {
         batchCompleted: (info) => this.#batchCompleted(info),
         failed: (error) => void this.#fail(error),
         rebalanced: (info) => {
-          this.logger.info(
-            info,
-            `slots moved (joined: ${info.joined.join(', ') || '-'}; left: ${info.leaving.join(', ') || '-'}) in ${Math.round(info.ms)} ms`,
-          );
+          const moved = `slots moved (joined: ${info.joined.join(', ') || '-'}; left: ${info.leaving.join(', ') || '-'}) in ${Math.round(info.ms)} ms`;
+          if (info.replayed === 0) this.logger.info(info, moved);
+          else this.logger.warn(info, `${moved}: the checkpoint of the last batch was not written, ${info.replayed} batches replayed`);
           this.#notify((l) => l.onRebalanced?.(info));
         },
         failedOver: (info) => {

@@ -18,6 +18,7 @@ interface Moved {
   readonly joined: readonly string[];
   readonly leaving: readonly string[];
   readonly slots: readonly string[];
+  readonly replayed: number;
   readonly ms: number;
 }
 
@@ -60,6 +61,7 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
     t.deepEqual(joined.joined, ['g3']);
     t.deepEqual([...new Set(joined.slots)].sort(), ['g1', 'g2', 'g3']);
     t.is(joined.slots.filter((w) => w === 'g3').length, 2, 'a fair share: 2 of 6 slots');
+    t.is(joined.replayed, 0, 'the checkpoint of the last batch was restored');
     await ssc.runBatches(6);
 
     const leaving = nextMove();
@@ -68,6 +70,7 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
     const left = await within(leaving, 30_000, 'the leaving worker handing over');
     t.deepEqual(left.leaving, ['g1']);
     t.deepEqual([...new Set(left.slots)].sort(), ['g2', 'g3']);
+    t.is(left.replayed, 0);
     t.is(await within(g1.exited, 30_000, 'the leaving worker exiting'), 0);
     t.regex(g1.stderr(), /stopped: data plane sent/);
     await ssc.runBatches(6);
