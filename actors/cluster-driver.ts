@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection, Status } from '@nats-io/transport-node';
 import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { FencedError, InvalidConfigError } from '../runtime/base/errors.ts';
@@ -18,11 +18,13 @@ import type { Plan } from '../runtime/graph/plan.ts';
 import type { FingerprintEntry } from '../runtime/graph/wire.ts';
 import { assign } from './assignment.ts';
 import {
+  ABSENT_CONFIRM_MS,
   isCasFailure,
   keepRegistered,
   LEASE_MS_DEFAULT,
   Liveness,
   openClusterBucket,
+  Presence,
   readWorkers,
   retryingKv,
   revokeLeases,
@@ -77,8 +79,10 @@ export interface JoinedCluster {
 
 /** What the driver's watch saw change among the workers. */
 export interface MembershipChange {
-  /** Assigned workers not renewed for a lease of successful reads (killed, paused, cut off). */
+  /** Assigned workers not renewed for a lease of successful reads (killed, paused, cut off), or gone (`closed`). */
   readonly lost: string[];
+  /** The lost workers whose NATS connections closed (a killed process): seen within a second, not a lease. */
+  readonly closed: string[];
   /** Assigned workers stopping gracefully (waiting to hand over). */
   readonly leaving: string[];
   /** Live workers with the driver's graph that hold no assignment yet. */
@@ -269,6 +273,49 @@ class MemberView {
 }
 
 /**
+ * Asks workers' presence subjects, one question per worker at a time, and forgets
+ * every absence when the driver's own connection drops (see Presence).
+ */
+class PresenceProbe {
+  readonly #transport: NatsTransport;
+  readonly #presence: Presence;
+  readonly #timeoutMs: number;
+  readonly #asking = new Set<string>();
+  readonly #status: AsyncIterable<Status> & { stop?: () => void };
+  #stopped = false;
+
+  constructor(nc: NatsConnection, transport: NatsTransport, presence: Presence, leaseMs: number) {
+    this.#transport = transport;
+    this.#presence = presence;
+    this.#timeoutMs = leaseMs;
+    const status = nc.status();
+    this.#status = status;
+    void (async () => {
+      for await (const s of status) {
+        if (s.type === 'disconnect' || s.type === 'reconnecting' || s.type === 'reconnect' || s.type === 'staleConnection')
+          presence.disconnected();
+      }
+    })().catch(() => {});
+  }
+
+  ask(workers: readonly string[]): void {
+    for (const w of new Set(workers)) {
+      if (this.#stopped || this.#asking.has(w)) continue;
+      this.#asking.add(w);
+      void this.#transport.presence(w, this.#timeoutMs).then((answer) => {
+        this.#asking.delete(w);
+        if (!this.#stopped) this.#presence.observe(w, answer);
+      });
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#status.stop?.();
+  }
+}
+
+/**
  * Joins (or forms) the cluster of an app as its driver.
  *
  * @example
@@ -293,6 +340,8 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
     await retryingKv('revoke the leases of gone workers', o.logger, () => revokeLeases(kv, (w) => !view.isLive(w)));
     const waitedMs = performance.now() - started;
     const transport = await NatsTransport.open(o.nc, o.appName, DRIVER, { logger: o.logger });
+    const presence = new Presence(ABSENT_CONFIRM_MS);
+    const probe = new PresenceProbe(o.nc, transport, presence, leaseMs);
     const slots = Math.max(1, ...[...o.plan.byId.values()].map((n) => n.partitions));
     const inputIds = o.plan.inputs.map((n) => n.id);
     const ids = workers.map((w) => w.id);
@@ -327,14 +376,23 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
         view.onRead(() => {
           const live = view.live();
           const mine = new Set(assigned());
-          const lost = [...mine].filter((w) => view.isLost(w));
+          probe.ask([...mine, ...live.map((w) => w.id)]);
+          const closed = [...mine].filter((w) => !view.isLost(w) && presence.isGone(w));
+          const lost = [...mine].filter((w) => view.isLost(w) || closed.includes(w));
+          if (closed.length > 0)
+            o.logger.info({ closed }, `workers ${closed.join(', ')} closed their connections: lost without waiting for a lease`);
           const leaving = live.filter((w) => mine.has(w.id) && w.leaving === true).map((w) => w.id);
           const joined = live
             .filter(
-              (w) => !mine.has(w.id) && !considered.has(w.id) && w.leaving !== true && compareFingerprints(o.graph, w.graph).length === 0,
+              (w) =>
+                !mine.has(w.id) &&
+                !considered.has(w.id) &&
+                w.leaving !== true &&
+                !presence.isAbsent(w.id) &&
+                compareFingerprints(o.graph, w.graph).length === 0,
             )
             .map((w) => w.id);
-          if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, leaving, joined });
+          if (lost.length > 0 || leaving.length > 0 || joined.length > 0) onChange({ lost, closed, leaving, joined });
         });
       },
       reassign: async (lost, epoch) => {
@@ -360,6 +418,7 @@ export async function joinCluster(o: JoinClusterOptions): Promise<JoinedCluster>
       },
       leave: async () => {
         view.onRead(undefined);
+        probe.stop();
         await transport.close();
         await unregister();
       },

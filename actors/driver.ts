@@ -247,8 +247,8 @@ export class Driver {
   }
 
   /** Workers `lost` stopped heart-beating: see Reassignment.workersLost. */
-  workersLost(lost: readonly string[]): void {
-    this.#reassignment?.workersLost(lost);
+  workersLost(lost: readonly string[], closed: readonly string[] = []): void {
+    this.#reassignment?.workersLost(lost, closed);
   }
 
   /** Workers joined or are leaving gracefully: see Reassignment.rebalance. */

@@ -23,6 +23,7 @@ import { delayMs } from '../runtime/base/clock.ts';
 import { FencedError, InvalidStateError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import type { FingerprintEntry } from '../runtime/graph/wire.ts';
+import type { PresenceAnswer } from './transport/nats.ts';
 
 /** Default lease time: a silent worker loses its slots after this long. */
 export const LEASE_MS_DEFAULT = 3000;
@@ -235,6 +236,57 @@ export class Liveness {
   /** The revision last seen of `key`. */
   revision(key: string): number | undefined {
     return this.#keys.get(key)?.revision;
+  }
+}
+
+/** How long a worker must have no subscriber on the servers before it counts as gone (a reconnect takes less). */
+export const ABSENT_CONFIRM_MS = 1000;
+
+/**
+ * Which workers' NATS connections are gone, as the driver sees by asking each a
+ * presence question: the servers answer "no responders" at once for a process whose
+ * connection closed (a SIGKILL closes its sockets), so such a worker is lost without
+ * waiting a lease. Only an absence that lasted `confirmMs`, with the driver's own
+ * connection up all along, counts: a worker reconnecting after a server restart is
+ * absent for a moment. A paused process keeps its connection and never answers
+ * (`unknown`): its lease decides.
+ *
+ * @example
+ * const presence = new Presence(1000);
+ * presence.observe('w1', 'absent', 0);
+ * presence.isGone('w1', 1200); // true
+ */
+export class Presence {
+  readonly #confirmMs: number;
+  readonly #absentSince = new Map<string, number>();
+
+  constructor(confirmMs: number) {
+    this.#confirmMs = confirmMs;
+  }
+
+  observe(worker: string, answer: PresenceAnswer, now = performance.now()): void {
+    if (answer === 'present') this.#absentSince.delete(worker);
+    else if (answer === 'absent' && !this.#absentSince.has(worker)) this.#absentSince.set(worker, now);
+  }
+
+  /** The driver's own connection dropped: absences seen so far prove nothing. */
+  disconnected(): void {
+    this.#absentSince.clear();
+  }
+
+  /** Absent at the last answers (not yet confirmed, maybe reconnecting). */
+  isAbsent(worker: string): boolean {
+    return this.#absentSince.has(worker);
+  }
+
+  /** Absent for `confirmMs` or more. */
+  isGone(worker: string, now = performance.now()): boolean {
+    const since = this.#absentSince.get(worker);
+    return since !== undefined && now - since >= this.#confirmMs;
+  }
+
+  forget(worker: string): void {
+    this.#absentSince.delete(worker);
   }
 }
 

@@ -50,9 +50,11 @@ export interface RebalancedInfo {
   readonly ms: number;
 }
 
-/** Lost workers' slots went to live workers; `replayed` batches run again (`ms` from detection). */
+/** Lost workers' slots went to live workers; `replayed` completed batches run again (`ms` from detection). */
 export interface FailedOverInfo {
   readonly lost: readonly string[];
+  /** The lost workers seen gone by their closed connections (the others stopped renewing for a lease). */
+  readonly closed: readonly string[];
   readonly slots: readonly string[];
   readonly replayed: number;
   readonly ms: number;
@@ -113,6 +115,8 @@ export class Reassignment {
   /** A stall that cut the running failover or handover short: recover again once it ended. */
   #stalledDuring: Error | undefined;
   #refused = false;
+  /** Workers reported gone by their closed connections. */
+  readonly #closed = new Set<string>();
 
   constructor(host: ReassignmentHost) {
     this.#host = host;
@@ -129,8 +133,9 @@ export class Reassignment {
    * checkpoint, and the batches journaled since then run again (outputs of
    * completed ones are not re-run). State stays exactly-once. Needs a checkpoint.
    */
-  workersLost(lost: readonly string[]): void {
+  workersLost(lost: readonly string[], closed: readonly string[] = []): void {
     const h = this.#host;
+    for (const w of closed) this.#closed.add(w);
     const cp = h.checkpointer;
     if (h.failed()) return;
     if (cp === undefined) {
@@ -185,8 +190,9 @@ export class Reassignment {
       const assignment = await h.reassign(lost);
       cp.restartChains();
       await h.coordinator.restart(assignment, h.zeroTimeMs, restore, reason);
-      const replay = this.#replayAfterRestore(cp);
-      h.listener.failedOver?.({ lost, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
+      const replayed = this.#replayAfterRestore(cp);
+      const closed = lost.filter((w) => this.#closed.has(w));
+      h.listener.failedOver?.({ lost, closed, slots: assignment.slots, replayed, ms: performance.now() - started });
     });
   }
 
@@ -226,13 +232,17 @@ export class Reassignment {
       }
       const assignment = await h.reassign(leaving);
       await h.coordinator.restart(assignment, h.zeroTimeMs, restore, new TributaryError('INVALID_STATE', 'slots are moving'), leaving);
-      const replay = cp ? this.#replayAfterRestore(cp) : [];
-      h.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, replayed: replay.length, ms: performance.now() - started });
+      const replayed = cp ? this.#replayAfterRestore(cp) : 0;
+      h.listener.rebalanced?.({ joined, leaving, slots: assignment.slots, replayed, ms: performance.now() - started });
     });
   }
 
-  /** Queues the batches journaled after the checkpoint every worker just restored, outputs of completed ones skipped. */
-  #replayAfterRestore(cp: Checkpointer): ReplayBatch[] {
+  /**
+   * Queues the batches journaled after the checkpoint every worker just restored,
+   * outputs of completed ones skipped; returns how many of them had completed (the
+   * others were waiting in the queue anyway).
+   */
+  #replayAfterRestore(cp: Checkpointer): number {
     const h = this.#host;
     const byKey = new Map([...(h.keys ?? [])].map(([id, key]) => [key, id]));
     const replay = cp.replayable().map((r): ReplayBatch => {
@@ -244,7 +254,8 @@ export class Reassignment {
       return { time: r.time, allocations, skipOutputs: r.completed, replayed: true };
     });
     h.replaceQueue(replay);
-    return replay;
+    const last = h.lastCompleted() ?? Number.NEGATIVE_INFINITY;
+    return replay.filter((j) => j.time <= last).length;
   }
 
   #run(work: () => Promise<void>): void {

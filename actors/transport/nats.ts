@@ -5,8 +5,17 @@
  * carries its sender, message number and index in headers. Chunks of one sender
  * arrive in order (NATS keeps a publisher's order per subscriber), so reassembly
  * needs no buffer beyond the message being built. Flow control: see credits.ts.
+ * Every endpoint answers on `tributary.<a>.presence.<e>`, so the driver sees a
+ * worker whose connection closed at once (the servers answer "no responders").
  */
-import { type Msg, type NatsConnection, headers as natsHeaders, type Subscription } from '@nats-io/transport-node';
+import {
+  type Msg,
+  type NatsConnection,
+  NoRespondersError,
+  headers as natsHeaders,
+  RequestError,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { decodeValue, encodeValue } from '../../runtime/base/cbor.ts';
 import { InvalidStateError } from '../../runtime/base/errors.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
@@ -27,6 +36,13 @@ export function dataSubject(app: string, endpoint: string): string {
 
 function creditSubject(app: string, endpoint: string): string {
   return `tributary.${app}.credit.${endpoint}`;
+}
+
+/** What asking an endpoint's presence subject found. */
+export type PresenceAnswer = 'present' | 'absent' | 'unknown';
+
+function presenceSubject(app: string, endpoint: string): string {
+  return `tributary.${app}.presence.${endpoint}`;
 }
 
 interface Outbound {
@@ -106,6 +122,7 @@ export class NatsTransport implements Transport {
     const t = new NatsTransport(nc, app, self, options.window ?? CREDIT_WINDOW, options.logger);
     t.#subs.push(nc.subscribe(dataSubject(app, self), { callback: (err, msg) => (err ? t.#broken(err) : t.#onChunk(msg)) }));
     t.#subs.push(nc.subscribe(creditSubject(app, self), { callback: (err, msg) => (err ? t.#broken(err) : t.#onCredit(msg)) }));
+    t.#subs.push(nc.subscribe(presenceSubject(app, self), { callback: (err, msg) => void (err || msg.respond()) }));
     await nc.flush();
     return t;
   }
@@ -129,6 +146,21 @@ export class NatsTransport implements Transport {
     });
     out.queue = sent.catch(() => undefined);
     return sent;
+  }
+
+  /**
+   * Whether endpoint `to` is subscribed on the servers: `absent` when they know no
+   * subscriber (its connection closed), `unknown` without an answer in `timeoutMs`
+   * (a paused process, a server restarting).
+   */
+  async presence(to: string, timeoutMs: number): Promise<PresenceAnswer> {
+    try {
+      await this.#nc.request(presenceSubject(this.#app, to), undefined, { timeout: timeoutMs });
+      return 'present';
+    } catch (error) {
+      const noResponders = error instanceof NoRespondersError || (error instanceof RequestError && error.isNoResponders());
+      return noResponders ? 'absent' : 'unknown';
+    }
   }
 
   reset(reason: Error): void {

@@ -490,7 +490,8 @@ export class StreamingContext {
             this.logger.warn(info, `recovered from a stall in ${Math.round(info.ms)} ms: ${info.replayed} batches replayed`);
             return;
           }
-          this.logger.warn(info, `workers ${info.lost.join(', ')} lost: slots reassigned, ${info.replayed} batches replayed`);
+          const how = info.closed.length === info.lost.length ? ' (connections closed)' : '';
+          this.logger.warn(info, `workers ${info.lost.join(', ')} lost${how}: slots reassigned, ${info.replayed} batches replayed`);
           this.#notify((l) => l.onWorkersLost?.(info));
         },
         stalled: (reason) => {
@@ -504,7 +505,7 @@ export class StreamingContext {
       joined.watch(
         () => driver.assignedWorkers,
         (change) => {
-          if (change.lost.length > 0) driver.workersLost(change.lost);
+          if (change.lost.length > 0) driver.workersLost(change.lost, change.closed);
           else driver.rebalance(change.leaving, change.joined);
         },
       );

@@ -1,10 +1,11 @@
 /**
  * Liveness as the driver observes it: a key renewed keeps moving, a key quiet for a
  * whole lease of successful reads is lost, and time without successful reads (a KV
- * election longer than the lease) proves nothing either way.
+ * election longer than the lease) proves nothing either way. Presence: a worker
+ * whose connection closed is gone after a second of "no responders".
  */
 import test from 'ava';
-import { Liveness } from '../../actors/membership.ts';
+import { Liveness, Presence } from '../../actors/membership.ts';
 
 const LEASE = 3000;
 
@@ -53,4 +54,27 @@ test('liveness - a key that vanished is lost; one that comes back is new', (t) =
   t.false(seen.isLost('w1'));
   t.false(seen.isLive('w1'), 'seen once again: not yet proven renewed');
   t.false(seen.isLost('unknown'), 'a key never seen is not declared lost');
+});
+
+test('presence - a worker without subscribers for the confirm time is gone; one answer or a driver reconnect clears it', (t) => {
+  const presence = new Presence(1000);
+  presence.observe('w1', 'absent', 0);
+  t.true(presence.isAbsent('w1'));
+  t.false(presence.isGone('w1', 900), 'a reconnecting worker is absent for a moment');
+  presence.observe('w1', 'absent', 600);
+  t.true(presence.isGone('w1', 1000), 'counted from the first absence');
+  presence.observe('w1', 'present', 1100);
+  t.false(presence.isAbsent('w1'));
+  t.false(presence.isGone('w1', 5000));
+  presence.observe('w1', 'absent', 6000);
+  presence.disconnected();
+  t.false(presence.isGone('w1', 8000), "absences seen before the driver's own reconnect prove nothing");
+});
+
+test('presence - no answer (a paused process keeps its connection) is not an absence', (t) => {
+  const presence = new Presence(1000);
+  presence.observe('w1', 'unknown', 0);
+  presence.observe('w1', 'unknown', 5000);
+  t.false(presence.isAbsent('w1'));
+  t.false(presence.isGone('w1', 10_000));
 });

@@ -1,5 +1,5 @@
 /**
- * A worker SIGKILLed mid-run: its registration expires, the driver hands its slots
+ * A worker SIGKILLed mid-run: its connection closes, the driver hands its slots
  * to the live workers, which restore them from the last checkpoint, and the batches
  * since run again. Every batch's outputs equal one process's, none is lost or
  * doubled.
@@ -34,7 +34,7 @@ test('cluster - a worker killed mid-run: its slots move to live workers and ever
       }),
     );
     ssc.cluster(server.url, { workers: 3 });
-    const failovers: { lost: readonly string[]; replayed: number; ms: number }[] = [];
+    const failovers: { lost: readonly string[]; closed: readonly string[]; replayed: number; ms: number }[] = [];
     let killedAt = 0;
     let recoveredMs: number | undefined;
     ssc.addStreamingListener({
@@ -53,6 +53,7 @@ test('cluster - a worker killed mid-run: its slots move to live workers and ever
 
     t.is(failovers.length, 1);
     t.deepEqual(failovers[0]?.lost, ['f2']);
+    t.deepEqual(failovers[0]?.closed, ['f2'], 'seen gone by its closed connection, not after a lease');
     t.true((failovers[0]?.replayed ?? 0) >= 2, 'batches 11 and 12, after checkpoint 10, ran again');
     t.deepEqual([...seen.keys()].sort(), [...reference.keys()].sort());
     for (const [key, records] of reference) t.deepEqual(seen.get(key), records, key);
