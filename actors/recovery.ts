@@ -121,10 +121,14 @@ async function openStores(args: OpenCheckpointArgs): Promise<{ journal: Journal;
     await nc.close().catch(() => {});
     throw error;
   }
-  return {
-    journal: new JetStreamJournal(nc, args.appName, target.replicas, args.logger),
-    store: new JetStreamSnapshotStore(nc, args.appName, target.replicas, args.logger),
-  };
+  const store = new JetStreamSnapshotStore(nc, args.appName, target.replicas, args.logger);
+  try {
+    await store.ready();
+  } catch (error) {
+    await nc.close().catch(() => {});
+    throw error;
+  }
+  return { journal: new JetStreamJournal(nc, args.appName, target.replicas, args.logger), store };
 }
 
 /**

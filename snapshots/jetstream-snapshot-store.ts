@@ -118,6 +118,15 @@ export class JetStreamSnapshotStore implements SnapshotStore {
     }
   }
 
+  /**
+   * Opens the bucket now, creating it if needed: the driver does this when it opens
+   * the checkpoint, so that workers' first snapshots do not race to create it (a
+   * worker's first write was seen waiting 5 s on a bucket another had just created).
+   */
+  async ready(): Promise<void> {
+    await retrying('open the bucket', this.#logger, () => this.#os());
+  }
+
   async write(key: SnapshotKey, data: SnapshotData): Promise<number> {
     const frames: Buffer[] = [];
     for await (const frame of encodeSnapshot(key, data)) frames.push(frame);
