@@ -26,6 +26,7 @@ import {
   openClusterBucket,
   Presence,
   readWorkers,
+  renewOwn,
   retryingKv,
   revokeLeases,
   type WorkerInfo,
@@ -176,7 +177,7 @@ export async function holdDriverLease(o: DriverLeaseOptions): Promise<DriverLeas
   let released = false;
   const timer = setInterval(
     () => {
-      kv.update('driver-lease', value, held).then(
+      renewOwn(kv, 'driver-lease', value, held).then(
         (next) => {
           held = next;
         },

@@ -239,6 +239,27 @@ export class Liveness {
   }
 }
 
+/**
+ * Renews `key`, held at `revision`, with `value`. A compare-and-set failure whose
+ * current entry holds exactly `value` was an earlier renewal of ours that took
+ * effect while its reply was lost (a server restarting): that revision is ours. Any
+ * other failure is thrown (a moved revision: the key is lost; else: try again later).
+ *
+ * @example
+ * held = await renewOwn(kv, 'driver-lease', value, held);
+ */
+export async function renewOwn(kv: KV, key: string, value: Uint8Array, revision: number): Promise<number> {
+  try {
+    return await kv.update(key, value, revision);
+  } catch (error) {
+    if (!isCasFailure(error)) throw error;
+    const current = await kv.get(key);
+    if (current?.operation === 'PUT' && current.revision > revision && Buffer.from(current.value).equals(Buffer.from(value)))
+      return current.revision;
+    throw error;
+  }
+}
+
 /** How long a worker must have no subscriber on the servers before it counts as gone (a reconnect takes less). */
 export const ABSENT_CONFIRM_MS = 1000;
 
@@ -386,7 +407,7 @@ export class SlotLeases {
         try {
           const held = this.#held.get(q);
           if (held !== undefined) {
-            this.#held.set(q, await this.#kv.update(leaseKey(q), value, held));
+            this.#held.set(q, await renewOwn(this.#kv, leaseKey(q), value, held));
             break;
           }
           const current = await this.#kv.get(leaseKey(q));
@@ -470,7 +491,7 @@ export class SlotLeases {
     const value = encodeValue({ worker: this.#worker, epoch: this.#epoch } satisfies Lease);
     for (const [q, revision] of [...this.#held]) {
       try {
-        this.#held.set(q, await this.#kv.update(leaseKey(q), value, revision));
+        this.#held.set(q, await renewOwn(this.#kv, leaseKey(q), value, revision));
       } catch (error) {
         if (isCasFailure(error)) {
           this.#lose(q, error);
