@@ -67,8 +67,10 @@ async function run(
     process.stderr.write(`stopping (${why}): finishing queued batches...\n`);
     await ssc.stop();
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  // Not once: Ctrl-C signals the whole process group, so under --supervise this process gets
+  // SIGINT from the terminal and again from the supervisor; the second must not kill the stop.
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
   if (ssc.lifecycle === 'initialized') await ssc.start();
   if (!options.forever) {
     process.stderr.write(`running for ${options.duration} s (--forever to keep going, Ctrl-C to stop)\n`);
@@ -141,12 +143,16 @@ program
       ...(options.leaseMs ? { leaseMs: options.leaseMs } : {}),
     });
     process.stderr.write(`worker ${worker.id} registered for ${ssc.appName}; waiting for the driver\n`);
+    let stopping = false;
     const stop = (why: string) => {
+      if (stopping) return;
+      stopping = true;
       process.stderr.write(`worker ${worker.id} stopping (${why})\n`);
       void worker.stop();
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Not once: a second signal (Ctrl-C reaches the whole process group) must not cut the handover short.
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
     try {
       await worker.run();
     } finally {

@@ -16,6 +16,8 @@ import { RATE, WORDS_PER_LINE } from '../../helpers/cli-app.ts';
 interface Ctx {
   dirs: TempDirs;
   children: ChildProcess[];
+  /** Process groups led by a child (their members are ended with it). */
+  groups: number[];
 }
 
 const test = anyTest as TestFn<Ctx>;
@@ -26,11 +28,18 @@ const APP = 'tests/helpers/cli-app.ts';
 const CHILD_TIMEOUT_MS = 30_000;
 
 test.before((t) => {
-  t.context = { dirs: new TempDirs(), children: [] };
+  t.context = { dirs: new TempDirs(), children: [], groups: [] };
 });
 
 test.after.always(async (t) => {
   for (const child of t.context.children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const group of t.context.groups) {
+    try {
+      process.kill(-group, 'SIGKILL');
+    } catch {
+      // The group ended already.
+    }
+  }
   await t.context.dirs.removeAll();
 });
 
@@ -44,12 +53,15 @@ interface CliRun {
   readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function cli(t: ExecutionContext<Ctx>, args: string[]): CliRun {
+/** With `group`, the command leads a process group of its own, as a terminal's foreground job does. */
+function cli(t: ExecutionContext<Ctx>, args: string[], options: { group?: boolean } = {}): CliRun {
   const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli/cli.ts', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.group === true,
   });
   t.context.children.push(child);
+  if (options.group === true) t.context.groups.push(child.pid as number);
   const lines: string[] = [];
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -199,4 +211,21 @@ test('cli - --supervise forwards SIGTERM: the app stops gracefully and the super
   t.regex(run.stderr(), /stopping \(SIGTERM\)/);
   t.notRegex(run.stderr(), /restarting/);
   t.is((await journalEvents(dir)).at(-1)?.type, 'context.stopped');
+});
+
+test('cli - Ctrl-C under --supervise (SIGINT to the whole process group) stops once, with a final checkpoint, exit 0', async (t) => {
+  const dir = path.join(await t.context.dirs.make('cli'), 'ckpt');
+  const run = cli(t, ['run', APP, dir, '--forever', '--no-status', '--supervise'], { group: true });
+  await run.waitFor(/^checkpoint /);
+  // What a terminal does on Ctrl-C: the signal goes to every process of the foreground group.
+  process.kill(-(run.child.pid as number), 'SIGINT');
+  const { code } = await run.closed;
+  t.is(code, 0, run.stderr());
+  t.is(run.stderr().match(/stopping \(SIGINT\)/g)?.length, 1, 'the app stopped once');
+  t.notRegex(run.stderr(), /restarting/);
+  const events = await journalEvents(dir);
+  t.is(events.at(-1)?.type, 'context.stopped');
+  const stoppedAt = (events.at(-1) as { time: number }).time;
+  const lastCheckpoint = events.filter((e) => e.type === 'checkpoint.completed').at(-1) as { time: number } | undefined;
+  t.is(lastCheckpoint?.time, stoppedAt, 'a final checkpoint of the last batch');
 });
