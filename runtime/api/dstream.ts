@@ -21,6 +21,7 @@ import {
   mapOp,
   mapPartitionsOp,
   mapValuesOp,
+  requireSync,
 } from '../graph/operators/narrow.ts';
 import { reducedWindowSpec } from '../graph/operators/reduced-window.ts';
 import {
@@ -82,17 +83,17 @@ export class DStream<T> {
 
   /** One output record per input record. */
   map<U>(f: (record: T) => U): DStream<U> {
-    return this.#narrow('map', mapOp(f));
+    return this.#narrow('map', mapOp(requireSync('map', f)));
   }
 
   /** The records for which `p` holds. */
   filter(p: (record: T) => boolean): DStream<T> {
-    return this.#narrow('filter', filterOp(p));
+    return this.#narrow('filter', filterOp(requireSync('filter', p)));
   }
 
   /** Every element of what `f` returns for each record. */
   flatMap<U>(f: (record: T) => Iterable<U>): DStream<U> {
-    return this.#narrow('flatMap', flatMapOp(f, 'flatMap'));
+    return this.#narrow('flatMap', flatMapOp(requireSync('flatMap', f), 'flatMap'));
   }
 
   /** Each partition as one array record. */
@@ -102,28 +103,30 @@ export class DStream<T> {
 
   /** `f` maps a whole partition at once. */
   mapPartitions<U>(f: (records: T[], time: number) => U[]): DStream<U> {
-    return this.#narrow('mapPartitions', mapPartitionsOp(f, 'mapPartitions'));
+    return this.#narrow('mapPartitions', mapPartitionsOp(requireSync('mapPartitions', f), 'mapPartitions'));
   }
 
   /** Values mapped, keys kept. */
   mapValues<K, V, W>(this: DStream<[K, V]>, f: (value: V) => W): DStream<[K, W]> {
-    return this.#narrow('mapValues', mapValuesOp(f));
+    return this.#narrow('mapValues', mapValuesOp(requireSync('mapValues', f)));
   }
 
   /** Every element of `f(value)`, paired with the key. */
   flatMapValues<K, V, W>(this: DStream<[K, V]>, f: (value: V) => Iterable<W>): DStream<[K, W]> {
-    return this.#narrow('flatMapValues', flatMapValuesOp(f));
+    return this.#narrow('flatMapValues', flatMapValuesOp(requireSync('flatMapValues', f)));
   }
 
   // ---- whole-batch operators ----------------------------------------------------
 
   /** `f` sees the whole batch (and its time) and returns the new batch. */
   transform<U>(f: (records: T[], time: number) => U[]): DStream<U> {
+    requireSync('transform', f);
     return transformStreams(this.graph, [this], 'transform', (batches, time) => f(batches[0] as T[], time));
   }
 
   /** `f` sees this stream's and `other`'s batches of the same time. */
   transformWith<U, R>(other: DStream<U>, f: (mine: T[], theirs: U[], time: number) => R[]): DStream<R> {
+    requireSync('transformWith', f);
     return transformStreams(this.graph, [this, other as DStream<unknown>], 'transformWith', (batches, time) =>
       f(batches[0] as T[], batches[1] as U[], time),
     );
@@ -157,6 +160,7 @@ export class DStream<T> {
 
   /** One record per batch: all records reduced with `f` (`[]` for an empty batch). */
   reduce(f: (a: T, b: T) => T): DStream<T> {
+    requireSync('reduce', f);
     return this.#shuffle(
       'reduce',
       [this],
@@ -174,6 +178,7 @@ export class DStream<T> {
 
   /** The values of each key reduced with `f`. */
   reduceByKey<K, V>(this: DStream<[K, V]>, f: (a: V, b: V) => V, options: PartitionOptions = {}): DStream<[K, V]> {
+    requireSync('reduceByKey', f);
     return this.#keyed(
       'reduceByKey',
       combineByKeyShuffle<V, V>((v) => v, f, f),
@@ -194,6 +199,7 @@ export class DStream<T> {
     mergeCombiners: (a: C, b: C) => C,
     options: PartitionOptions = {},
   ): DStream<[K, C]> {
+    for (const f of [create, merge, mergeCombiners]) requireSync('combineByKey', f);
     return this.#keyed('combineByKey', combineByKeyShuffle(create, merge, mergeCombiners), options);
   }
 
@@ -248,6 +254,8 @@ export class DStream<T> {
   reduceByWindow(f: (a: T, b: T) => T, windowMs: number, slideMs?: number): DStream<T>;
   reduceByWindow(f: (a: T, b: T) => T, inverse: (a: T, b: T) => T, windowMs: number, slideMs: number): DStream<T>;
   reduceByWindow(f: (a: T, b: T) => T, second: number | ((a: T, b: T) => T), third?: number, fourth?: number): DStream<T> {
+    requireSync('reduceByWindow', f);
+    if (typeof second === 'function') requireSync('reduceByWindow', second);
     if (typeof second === 'function') {
       return this.map((r) => [0, r] as [number, T])
         .reduceByKeyAndWindow(f, second, third as number, fourth as number, { partitions: 1 })
@@ -293,6 +301,8 @@ export class DStream<T> {
     fourth?: number | ReducedWindowOptions<K, V>,
     fifth?: ReducedWindowOptions<K, V>,
   ): DStream<[K, V]> {
+    requireSync('reduceByKeyAndWindow', f);
+    if (typeof second === 'function') requireSync('reduceByKeyAndWindow', second);
     if (typeof second !== 'function') {
       const slideMs = typeof third === 'number' ? third : this.node.slideMs;
       const options = (typeof third === 'object' ? third : (fourth as PartitionOptions | undefined)) ?? {};
@@ -337,6 +347,7 @@ export class DStream<T> {
    * key. The output is the whole state every batch.
    */
   updateStateByKey<K, V, S>(this: DStream<[K, V]>, update: UpdateFn<K, V, S>, options: UpdateStateOptions<K, S> = {}): DStream<[K, S]> {
+    requireSync('updateStateByKey', update);
     const grouped = this.#keyed('updateStateByKey.group', groupShuffle<V>(), options);
     return statefulStream(grouped, 'updateStateByKey', updateStateByKeySpec(update, options.initial ?? []), this.node.slideMs, {});
   }
@@ -346,6 +357,7 @@ export class DStream<T> {
    * (never for idle keys); emits what it returns. See {@link MapWithStateDStream}.
    */
   mapWithState<K, V, S, M>(this: DStream<[K, V]>, spec: MapWithStateOptions<K, V, S, M>): MapWithStateDStream<K, S, M> {
+    requireSync('mapWithState update', spec.update);
     if (spec.timeout !== undefined) checkDuration('mapWithState timeout', spec.timeout);
     const partitions = checkPartitions('mapWithState', spec.partitions ?? this.graph.defaultPartitions);
     const moved = this.#shuffle('mapWithState.partition', [this as DStream<unknown>], partitionByKeyShuffle(), partitions);

@@ -5,12 +5,39 @@
  * chain of arrays at ~0.3x).
  */
 
-import { InvalidTransformResultError } from '../../base/errors.ts';
+import { InvalidConfigError, InvalidTransformResultError } from '../../base/errors.ts';
 import type { NarrowOp, RecordOp, Sink } from '../graph.ts';
+
+const ASYNC_FUNCTIONS = new Set(['AsyncFunction', 'AsyncGeneratorFunction']);
+
+function asyncRefused(operator: string): string {
+  return `${operator}: async functions are not supported here (their Promise would be taken as the result); do asynchronous work in foreachBatch`;
+}
+
+/**
+ * Refuses an async function where records or batches are transformed: the engine
+ * would take its Promise for the result (a map of Promises, a filter that keeps all).
+ *
+ * @example
+ * stream.map(requireSync('map', f));
+ */
+export function requireSync<F>(operator: string, f: F): F {
+  if (typeof f !== 'function') throw new InvalidConfigError(`${operator} needs a function, got ${f === null ? 'null' : typeof f}`);
+  if (ASYNC_FUNCTIONS.has(f.constructor.name)) throw new InvalidConfigError(asyncRefused(operator));
+  return f;
+}
 
 /** `map(f)`: one record out per record in. */
 export function mapOp<T, U>(f: (record: T) => U): RecordOp {
-  return { type: 'record', wire: (next) => (r) => next(f(r as T)) };
+  return {
+    type: 'record',
+    wire: (next) => (r) => {
+      const out = f(r as T);
+      // A plain function returning a Promise: the record would be a Promise, and lost at the sink.
+      if (out instanceof Promise) throw new InvalidTransformResultError(asyncRefused('map'));
+      next(out);
+    },
+  };
 }
 
 /** `filter(p)`: the records for which `p` holds. */
@@ -18,7 +45,10 @@ export function filterOp<T>(p: (record: T) => boolean): RecordOp {
   return {
     type: 'record',
     wire: (next) => (r) => {
-      if (p(r as T)) next(r);
+      const keep = p(r as T);
+      if (!keep) return;
+      if (keep !== true && (keep as unknown) instanceof Promise) throw new InvalidTransformResultError(asyncRefused('filter'));
+      next(r);
     },
   };
 }
@@ -33,6 +63,8 @@ export function flatMapOp<T, U>(f: (record: T) => Iterable<U>, operator: string)
         for (let i = 0; i < out.length; i++) next(out[i]);
       } else if (out != null && typeof (out as Iterable<U>)[Symbol.iterator] === 'function') {
         for (const x of out) next(x);
+      } else if ((out as unknown) instanceof Promise) {
+        throw new InvalidTransformResultError(asyncRefused(operator));
       } else {
         throw new InvalidTransformResultError(`${operator} must return an iterable, got ${typeof out}`);
       }
@@ -77,6 +109,7 @@ export function mapPartitionsOp<T, U>(f: (records: T[], time: number) => U[], op
 
 /** Throws INVALID_TRANSFORM_RESULT unless a user function returned an array. */
 export function checkArray<U>(operator: string, value: U[]): U[] {
+  if ((value as unknown) instanceof Promise) throw new InvalidTransformResultError(asyncRefused(operator));
   if (!Array.isArray(value)) {
     throw new InvalidTransformResultError(`${operator} must return an array, got ${value === null ? 'null' : typeof value}`);
   }

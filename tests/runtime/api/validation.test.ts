@@ -171,6 +171,40 @@ test('transform - mapPartitions with a non-array result fails the batch naming m
   t.is((error.cause as TributaryError).code, 'INVALID_TRANSFORM_RESULT');
 });
 
+test('async - an async function given to a record or batch operator is refused when the graph is built, naming foreachBatch', (t) => {
+  const ssc = context('v-async-define');
+  const s = ssc.queueStream<number>([[1]]);
+  const pairs = s.map((n) => [n, n] as [number, number]);
+  const asyncFn = async (x: unknown) => x;
+  const cases: [string, () => unknown][] = [
+    ['map', () => s.map(asyncFn)],
+    ['filter', () => s.filter(asyncFn as unknown as (n: number) => boolean)],
+    ['flatMap', () => s.flatMap(asyncFn as unknown as (n: number) => number[])],
+    ['mapPartitions', () => s.mapPartitions(asyncFn as unknown as (r: number[]) => number[])],
+    ['transform', () => s.transform(asyncFn as unknown as (r: number[]) => number[])],
+    ['reduceByKey', () => pairs.reduceByKey(asyncFn as unknown as (a: number, b: number) => number)],
+    ['updateStateByKey', () => pairs.updateStateByKey(asyncFn as unknown as (v: number[], s: number | undefined) => number)],
+  ];
+  for (const [operator, define] of cases)
+    throwsCode(t, define, 'INVALID_CONFIG', new RegExp(`^${operator}: async functions are not supported`), /foreachBatch/);
+});
+
+test('async - a plain function returning a Promise fails the batch instead of passing Promises on', async (t) => {
+  for (const [name, define] of [
+    ['map', (s: DStream<number>) => s.map((n) => Promise.resolve(n) as unknown as number)],
+    ['filter', (s: DStream<number>) => s.filter((n) => Promise.resolve(n > 5) as unknown as boolean)],
+    ['flatMap', (s: DStream<number>) => s.flatMap((n) => Promise.resolve([n]) as unknown as number[])],
+    ['transform', (s: DStream<number>) => s.transform((r) => Promise.resolve(r) as unknown as number[])],
+  ] as const) {
+    const ssc = context(`v-async-${name}`);
+    collectBatches(define(ssc.queueStream<number>([[1, 2]])));
+    await ssc.start();
+    const error = await rejectsCode(t, ssc.runBatches(1), 'BATCH_FAILED');
+    t.is((error.cause as TributaryError).code, 'INVALID_TRANSFORM_RESULT', name);
+    t.regex((error.cause as Error).message, /async functions are not supported here .*foreachBatch/, name);
+  }
+});
+
 // ---- lifecycle ------------------------------------------------------------------
 
 test('lifecycle - runBatches without a ManualClock is INVALID_STATE', async (t) => {
