@@ -139,5 +139,6 @@ export function socketTextSource(host: string, port: number, options: SocketText
     reconnectDelayMs: options.reconnectDelayMs ?? 100,
     reconnectDelayMsMax: options.reconnectDelayMsMax ?? 5000,
   };
-  return receiverSource(new SocketReceiver(host, port, full), 'socket', { host, port });
+  // Where the lines come from is not part of the graph: a line server that moved must not make the checkpoint unusable.
+  return receiverSource(new SocketReceiver(host, port, full), 'socket');
 }

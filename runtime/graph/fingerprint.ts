@@ -103,9 +103,16 @@ export function fingerprintOf(
   return entries;
 }
 
+/**
+ * Parameters that say where a source reads, not what the graph computes: checkpoints
+ * journaled when the socket source recorded its host and port still resume.
+ */
+const LOCATION_PARAMS = new Set(['host', 'port']);
+
 function describe(e: FingerprintEntry): string {
   // Sorted: the order parameters were given in (or decoded in) is not a difference.
   const params = Object.entries(e.params)
+    .filter(([k]) => !LOCATION_PARAMS.has(k))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([k, v]) => `${k}=${v}`)
     .join(', ');

@@ -162,3 +162,34 @@ test('fingerprint - parameters are compared whatever their order', (t) => {
   const reordered: FingerprintEntry = { ...entry, params: { slideMs: 1000, windowMs: 3000 } };
   t.deepEqual(compareFingerprints([entry], [reordered]), []);
 });
+
+test('fingerprint - a socket source that moved to another host or port is the same graph, also against an older journal', (t) => {
+  const socketApp = (host: string, port: number): FingerprintEntry[] => {
+    const ssc = new StreamingContext({
+      appName: 'moved',
+      batchDuration: 1000,
+      clock: new ManualClock(),
+      logger: pino({ level: 'silent' }),
+    });
+    ssc
+      .socketTextStream(host, port)
+      .map((l): [string, number] => [l, 1])
+      .reduceByKey((a, b) => a + b)
+      .print();
+    const { nodes, outputs } = ssc.graph;
+    return fingerprintOf(nodes, outputs, stableKeys(nodes, outputs));
+  };
+  const before = socketApp('127.0.0.1', 9999);
+  const after = socketApp('lines.internal', 7000);
+  t.true(
+    before.some((e) => e.operator === 'socketTextStream'),
+    'the source is in the fingerprint',
+  );
+  t.deepEqual(compareFingerprints(before, after), []);
+  // Journals written before host and port left the fingerprint recorded them.
+  const older = before.map((e) => (e.operator === 'socketTextStream' ? { ...e, params: { host: '127.0.0.1', port: 9999 } } : e));
+  t.deepEqual(compareFingerprints(older, after), []);
+  // What the graph computes still counts.
+  const changed = after.map((e) => (e.operator === 'socketTextStream' ? { ...e, partitions: e.partitions + 1 } : e));
+  t.notDeepEqual(compareFingerprints(before, changed), []);
+});
