@@ -260,7 +260,9 @@ export class Checkpointer {
       this.#logger.debug({ time, chains: refs.map((r) => `${r.operator}/${r.partition}:${r.chain.join(',')}`) }, 'checkpoint committed');
       await this.#retain(event);
     } catch (error) {
-      if ((error as { code?: string }).code === 'FENCED') {
+      // Fenced, or state no checkpoint can hold (every later one would fail alike): the app stops.
+      const code = (error as { code?: string }).code;
+      if (code === 'FENCED' || code === 'BATCH_FAILED') {
         this.#failed = error as Error;
         throw error;
       }

@@ -7,7 +7,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { encodeFrame } from '../journal/codec.ts';
 import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
-import { CorruptCheckpointError } from '../runtime/base/errors.ts';
+import { BatchFailedError, CorruptCheckpointError, InvalidStateError } from '../runtime/base/errors.ts';
 import type { SnapshotData } from '../runtime/graph/wire.ts';
 
 /** Entries per chunk frame: ~10-20 ms of cbor-x work for string->number entries. */
@@ -33,6 +33,52 @@ function describeKey(key: SnapshotKey): string {
 
 function isEntry(e: unknown): boolean {
   return Array.isArray(e) && e.length === 2;
+}
+
+/** Prototypes of the values a snapshot keeps as they were (cbor-x restores them with their class). */
+const DATA_PROTOTYPES = new Set<unknown>([
+  Object.prototype,
+  null,
+  Array.prototype,
+  Map.prototype,
+  Set.prototype,
+  Date.prototype,
+  Uint8Array.prototype,
+  Buffer.prototype,
+]);
+/** Nesting searched for what cannot be stored (deeper values are left to the encoder). */
+const DATA_DEPTH_MAX = 4;
+
+/** What in `value` would not come back from a snapshot as it went in, if anything. */
+function notData(value: unknown, depth = 0): string | undefined {
+  const type = typeof value;
+  if (type === 'function') return 'a function';
+  if (type === 'symbol') return 'a symbol';
+  if (type !== 'object' || value === null || depth >= DATA_DEPTH_MAX) return undefined;
+  const proto = Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null;
+  if (!DATA_PROTOTYPES.has(proto) && !ArrayBuffer.isView(value)) return `an instance of ${proto?.constructor?.name || 'a class'}`;
+  const inner = value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value as object);
+  for (const v of inner) {
+    const found = notData(v, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * Fails when a state entry holds what a restore could not bring back (a function, a
+ * symbol, a class instance that would come back as a plain object): the batch fails,
+ * naming the operator, rather than every checkpoint after it.
+ */
+function assertData(key: SnapshotKey, entries: readonly (readonly [unknown, unknown])[]): void {
+  for (const [k, v] of entries) {
+    const found = notData(v) ?? notData(k);
+    if (found === undefined) continue;
+    const reason = new InvalidStateError(
+      `the state of key ${String(k)} (partition ${key.partition}) holds ${found}, which a checkpoint cannot restore: keep state as plain data (objects, arrays, Maps, Sets, Dates, numbers, strings)`,
+    );
+    throw new BatchFailedError(key.operator, key.time, reason);
+  }
 }
 
 /** Checks what a snapshot's frames are made of before writing any (a programmer error). */
@@ -69,6 +115,7 @@ export async function* encodeSnapshot(key: SnapshotKey, data: SnapshotData): Asy
     const entries = data.entries.slice(i, i + SNAPSHOT_CHUNK_ENTRIES);
     const bad = entries.findIndex((e) => !isEntry(e));
     if (bad >= 0) throw new Error(`refusing to write snapshot ${describeKey(key)}: entry ${i + bad} is not a [key, value] pair`);
+    assertData(key, entries);
     yield frame({ v: 1, part: 'entries', entries });
     await yieldToLoop();
   }
