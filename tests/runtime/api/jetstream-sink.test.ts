@@ -1,3 +1,5 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   BatchFailedError,
   InvalidConfigError,
@@ -321,4 +323,55 @@ test('toJetStream - a crash while the target stream is receiving the batch: the 
   await resume(t, dir, appName, subject, clock, queue, 3);
   watcher.close();
   sameAsOracle(t, await readStream(t.context.nc, stream), want);
+});
+
+test('toJetStream - a resume after the duplicate window has passed still publishes nothing twice', async (t) => {
+  t.timeout(60_000);
+  const appName = uniq('sink-window');
+  const queue = batchesOf([2, 700, 3]);
+  const want = await oracle(t, appName, queue, 3);
+
+  const stream = uniq('SINKWINDOW');
+  const jsm = await jetstreamManager(t.context.nc);
+  // The shortest window the server takes (100 ms): the test waits it out before resuming.
+  await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], duplicate_window: 100_000_000 });
+  const subject = `${stream}.out`;
+  const dir = await t.context.dirs.make('sink-window');
+  const clock = new ManualClock();
+  const crashed = deferred();
+  let first: StreamingContext | undefined;
+  first = sinkApp(t, appName, subject, clock, queue, {
+    // Record 300 of batch 2 is in the second publish window: the first 256 are stored by then.
+    onEncode: (r) => {
+      if (r.b === 2 && r.r === 300 && first) {
+        first.crash();
+        first = undefined;
+        crashed.resolve();
+      }
+    },
+  });
+  const ssc = first;
+  ssc.checkpoint(dir);
+  await ssc.start();
+  await ssc.runBatches(1);
+  const stuck = ssc.runBatches(1).catch(() => {});
+  await crashed.promise;
+  await stuck;
+  const partial = (await readStream(t.context.nc, stream)).length;
+  t.true(partial >= 2 + 256 && partial < 2 + 700, `part of batch 2 was stored before the crash (${partial})`);
+
+  // Proof that the window passed: an id published again is stored again (ids older than it are too).
+  const js = jetstream(t.context.nc);
+  await js.publish(`${stream}.probe`, new Uint8Array(0), { msgID: 'probe' });
+  let deduplicated = true;
+  for (let attempt = 0; deduplicated && attempt < 500; attempt++) {
+    // Polls the server's state (its window timer), bounded at 5 s.
+    await delay(10);
+    deduplicated = (await js.publish(`${stream}.probe`, new Uint8Array(0), { msgID: 'probe' })).duplicate;
+  }
+  t.false(deduplicated, 'the duplicate window passed');
+
+  await resume(t, dir, appName, subject, clock, queue, 3);
+  const got = (await readStream(t.context.nc, stream)).filter((m) => m.subject === subject);
+  sameAsOracle(t, got, want);
 });
