@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { concatAll } from '../runtime/base/arrays.ts';
 import { InvalidStateError, TributaryError } from '../runtime/base/errors.ts';
+import type { DeadLetter } from '../runtime/graph/graph.ts';
 import type { Allocation } from '../runtime/graph/wire.ts';
 import { decodeFailure, type EncodedFailure } from './transport/failure-codec.ts';
 import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Transport } from './transport/transport.ts';
@@ -67,6 +68,8 @@ export interface BatchResult {
   readonly records: number;
   /** The records of each output's stream, by output id, partitions in order. */
   readonly outputs: ReadonlyMap<number, unknown[]>;
+  /** Records set aside by the `dead-letter` policy, every worker's. */
+  readonly deadLetters: readonly DeadLetter[];
 }
 
 interface Pending {
@@ -78,6 +81,7 @@ interface RunningBatch {
   readonly time: number;
   readonly waiting: Set<string>;
   records: number;
+  readonly deadLetters: DeadLetter[];
   readonly outputs: Map<number, Map<number, unknown[]>>;
   resolve(result: BatchResult): void;
   reject(error: Error): void;
@@ -164,7 +168,7 @@ export class BatchCoordinator {
     const lost = this.#workers.find((w) => this.#lost.has(w));
     if (lost !== undefined) return Promise.reject(this.#lost.get(lost) as Error);
     const result = new Promise<BatchResult>((resolve, reject) => {
-      this.#batch = { time, waiting: new Set(this.#workers), records: 0, outputs: new Map(), resolve, reject };
+      this.#batch = { time, waiting: new Set(this.#workers), records: 0, deadLetters: [], outputs: new Map(), resolve, reject };
     });
     const message: ClusterMessage = { type: 'batch.run', time, allocations: [...allocations], skipOutputs };
     for (const w of this.#workers) {
@@ -334,11 +338,12 @@ export class BatchCoordinator {
         const b = this.#batch;
         if (b === undefined || b.time !== m.time) return;
         b.records += m.records;
+        if (m.deadLetters) b.deadLetters.push(...m.deadLetters);
         b.waiting.delete(from);
         if (b.waiting.size > 0) return;
         const outputs = new Map<number, unknown[]>();
         for (const [op, parts] of b.outputs) outputs.set(op, concatAll([...parts].sort((x, y) => x[0] - y[0]).map(([, r]) => r)));
-        this.#settleBatch(undefined, { records: b.records, outputs });
+        this.#settleBatch(undefined, { records: b.records, outputs, deadLetters: b.deadLetters });
         return;
       }
       case 'batch.failed': {

@@ -10,7 +10,7 @@ import { assertNever } from '../runtime/base/assert.ts';
 import type { Clock } from '../runtime/base/clock.ts';
 import { startStopwatch } from '../runtime/base/clock.ts';
 import { BatchFailedError, OperatorFailure } from '../runtime/base/errors.ts';
-import type { OutputOp, PartitionState } from '../runtime/graph/graph.ts';
+import type { DeadLetter, OutputOp, PartitionState } from '../runtime/graph/graph.ts';
 import type { OpenInput } from '../runtime/graph/input-source.ts';
 import { partitionOf } from '../runtime/graph/partitioner.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
@@ -97,6 +97,8 @@ export interface DriverConfig {
   readonly replay?: readonly ReplayJob[] | undefined;
   /** Workers over NATS instead of the in-process one. */
   readonly cluster?: ClusterPlacement | undefined;
+  /** Stores the records a batch set aside (`dead-letter` policy) before its outputs run. */
+  readonly deadLetters?: ((time: number, letters: readonly DeadLetter[]) => Promise<void>) | undefined;
 }
 
 interface Job {
@@ -508,6 +510,11 @@ export class Driver {
       this.#assertLive();
       const result = await this.#coordinator.runBatch(time, job.allocations, job.skipOutputs === true);
       records = result.records;
+      // A replay whose outputs ran stored its dead letters too; a batch that runs again rewrites the same ones.
+      if (result.deadLetters.length > 0 && !job.skipOutputs) {
+        current = 'dead letters';
+        await this.#cfg.deadLetters?.(time, result.deadLetters);
+      }
       for (const op of job.skipOutputs ? [] : plan.outputs) {
         const data = result.outputs.get(op.id);
         if (data === undefined) continue;

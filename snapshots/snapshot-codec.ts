@@ -57,7 +57,8 @@ function notData(value: unknown, depth = 0): string | undefined {
   if (type !== 'object' || value === null || depth >= DATA_DEPTH_MAX) return undefined;
   const proto = Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null;
   if (!DATA_PROTOTYPES.has(proto) && !ArrayBuffer.isView(value)) return `an instance of ${proto?.constructor?.name || 'a class'}`;
-  const inner = value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value as object);
+  const inner =
+    value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value as object);
   for (const v of inner) {
     const found = notData(v, depth + 1);
     if (found) return found;

@@ -6,6 +6,7 @@
  * subjects `tributary.<app>.data.<endpoint>`, chunked, with credits). The scheduler
  * and the worker never know which one they have.
  */
+import type { DeadLetter } from '../../runtime/graph/graph.ts';
 import type { Allocation, SnapshotData } from '../../runtime/graph/wire.ts';
 import type { EncodedFailure } from './failure-codec.ts';
 
@@ -79,7 +80,13 @@ export type ClusterMessage =
   // worker -> worker (and -> driver for outputs)
   | { readonly type: 'piece'; readonly key: string; readonly records: readonly unknown[]; readonly session?: string }
   // worker -> driver
-  | { readonly type: 'batch.done'; readonly time: number; readonly records: number }
+  | {
+      readonly type: 'batch.done';
+      readonly time: number;
+      readonly records: number;
+      /** Records set aside by the `dead-letter` policy (omitted when none). */
+      readonly deadLetters?: readonly DeadLetter[];
+    }
   | { readonly type: 'batch.failed'; readonly time: number; readonly failure: EncodedFailure | Error }
   | {
       readonly type: 'reply';

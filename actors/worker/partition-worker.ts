@@ -10,7 +10,7 @@ import { concatAll, splitIntoPartitions } from '../../runtime/base/arrays.ts';
 import { assertNever } from '../../runtime/base/assert.ts';
 import { InvalidStateError, OperatorFailure } from '../../runtime/base/errors.ts';
 import type { Logger } from '../../runtime/base/logger.ts';
-import type { GraphNode, PartitionState } from '../../runtime/graph/graph.ts';
+import type { DeadLetter, GraphNode, PartitionState } from '../../runtime/graph/graph.ts';
 import type { OpenInput } from '../../runtime/graph/input-source.ts';
 import { partitionOf } from '../../runtime/graph/partitioner.ts';
 import { isActive, type Plan } from '../../runtime/graph/plan.ts';
@@ -293,10 +293,18 @@ export class PartitionWorker {
     const session = this.#session;
     let current = 'input';
     try {
-      const records = await this.#batch(time, allocations, skipOutputs, (name) => {
-        current = name;
-      });
-      if (session === this.#session) await this.#send(DRIVER, { type: 'batch.done', time, records });
+      const deadLetters: DeadLetter[] = [];
+      const records = await this.#batch(
+        time,
+        allocations,
+        skipOutputs,
+        (name) => {
+          current = name;
+        },
+        deadLetters,
+      );
+      if (session === this.#session)
+        await this.#send(DRIVER, { type: 'batch.done', time, records, ...(deadLetters.length > 0 ? { deadLetters } : {}) });
     } catch (error) {
       const failure = error instanceof OperatorFailure ? error : OperatorFailure.of(current, error);
       // A batch of an earlier driver run reports nothing: the new driver may be running that same time.
@@ -317,6 +325,7 @@ export class PartitionWorker {
     allocations: ReadonlyMap<number, Allocation>,
     skipOutputs: boolean,
     at: (operator: string) => void,
+    deadLetters: DeadLetter[],
   ): Promise<number> {
     const { plan } = this.#cfg;
     const a = this.#assignment;
@@ -401,7 +410,7 @@ export class PartitionWorker {
         case 'narrow': {
           const source = plan.chainOf(node).source;
           if (!active || !present.has(source.id)) break;
-          for (const q of mine(node.partitions)) put(local, node.id, q, collectPartition(plan, node, get(source.id, q), time));
+          for (const q of mine(node.partitions)) put(local, node.id, q, collectPartition(plan, node, get(source.id, q), time, deadLetters));
           present.add(node.id);
           break;
         }
@@ -411,7 +420,7 @@ export class PartitionWorker {
           sources.forEach((source, i) => {
             if (!present.has(source.id)) return;
             for (const p of mine(source.partitions)) {
-              const buckets = mapPartition(plan, node, i, p, get(source.id, p), time);
+              const buckets = mapPartition(plan, node, i, p, get(source.id, p), time, deadLetters);
               for (let q = 0; q < node.partitions; q++) send(ownerOf(a, q), `${time}|sh|${node.id}|${i}|${p}|${q}`, buckets[q] ?? []);
             }
           });

@@ -6,9 +6,9 @@
  */
 import { assert } from '../../runtime/base/assert.ts';
 import { OperatorFailure } from '../../runtime/base/errors.ts';
-import type { GraphNode } from '../../runtime/graph/graph.ts';
+import type { DeadLetter, GraphNode, Sink } from '../../runtime/graph/graph.ts';
 import { runChain } from '../../runtime/graph/operators/narrow.ts';
-import { blamingSink, type Plan } from '../../runtime/graph/plan.ts';
+import { blamingSink, type Chain, type Plan } from '../../runtime/graph/plan.ts';
 
 /**
  * Runs the fused chain that produces `node` over one partition of its source.
@@ -16,12 +16,23 @@ import { blamingSink, type Plan } from '../../runtime/graph/plan.ts';
  * @example
  * const out = collectPartition(plan, node, input, 1000);
  */
-export function collectPartition(plan: Plan, node: GraphNode, input: readonly unknown[], time: number): unknown[] {
+export function collectPartition(
+  plan: Plan,
+  node: GraphNode,
+  input: readonly unknown[],
+  time: number,
+  deadLetters: DeadLetter[] = [],
+): unknown[] {
   const chain = plan.chainOf(node);
   const out: unknown[] = [];
   try {
     runChain(chain.ops, input as unknown[], time, (r) => out.push(r));
   } catch (error) {
+    if (deadLettering(plan, chain)) {
+      const again: unknown[] = [];
+      runGuarded(plan, chain, input, time, (r) => again.push(r), node.name, deadLetters);
+      return again;
+    }
     blame(error, () => runChain(chain.blamingOps, input as unknown[], time, () => {}), node.name);
   }
   return out;
@@ -41,6 +52,7 @@ export function mapPartition(
   partition: number,
   input: readonly unknown[],
   time: number,
+  deadLetters: DeadLetter[] = [],
 ): unknown[][] {
   assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
   const parent = node.parents[parentIndex] as GraphNode;
@@ -49,6 +61,11 @@ export function mapPartition(
   try {
     runChain(chain.ops, input as unknown[], time, side.sink);
   } catch (error) {
+    if (deadLettering(plan, chain, node)) {
+      const again = node.shuffle.mapSide(parentIndex, partition, node.partitions);
+      runGuarded(plan, chain, input, time, blamingSink(again.sink, node.name), node.name, deadLetters);
+      return again.finish();
+    }
     blame(
       error,
       () => {
@@ -88,6 +105,47 @@ export function wholeBatch(node: GraphNode, batches: unknown[][], time: number):
     return node.whole(batches, time);
   } catch (error) {
     throw OperatorFailure.of(node.name, error);
+  }
+}
+
+/**
+ * True when a failed chain (and the shuffle it feeds, if any) may set records aside:
+ * one of its operators dead-letters, and none sees whole partitions (one record at
+ * a time would change what those compute).
+ */
+function deadLettering(plan: Plan, chain: Chain, consumer?: GraphNode): boolean {
+  if (chain.ops.some((op) => op.type === 'partition')) return false;
+  return [...chain.nodes, ...(consumer ? [consumer] : [])].some((n) => plan.recordErrors(n.name) === 'dead-letter');
+}
+
+/**
+ * Runs a failed partition again record by record, every operator blaming itself: a
+ * record an operator with the `dead-letter` policy throws on goes to `deadLetters`
+ * (what it already passed on stays, as in every replay), any other failure is thrown.
+ */
+function runGuarded(
+  plan: Plan,
+  chain: Chain,
+  input: readonly unknown[],
+  time: number,
+  sink: Sink<unknown>,
+  fallback: string,
+  deadLetters: DeadLetter[],
+): void {
+  for (const record of input) {
+    try {
+      runChain(chain.blamingOps, [record], time, sink);
+    } catch (error) {
+      const failure = OperatorFailure.of(fallback, error);
+      if (failure.records.length === 0 || plan.recordErrors(failure.operator) !== 'dead-letter') throw failure;
+      const cause = failure.cause;
+      deadLetters.push({
+        operator: failure.operator,
+        time,
+        record: failure.records[0],
+        error: cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause),
+      });
+    }
   }
 }
 

@@ -7,9 +7,9 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { concatAll } from '../base/arrays.ts';
 import { checkDuration, checkMultiple } from '../base/durations.ts';
-import { InvalidGraphError } from '../base/errors.ts';
+import { InvalidConfigError, InvalidGraphError } from '../base/errors.ts';
 import { formatPrint, formatRecord } from '../base/format.ts';
-import type { GraphNode, NarrowOp, ShuffleSpec, StatefulSpec } from '../graph/graph.ts';
+import type { GraphNode, NarrowOp, RecordErrorPolicy, ShuffleSpec, StatefulSpec } from '../graph/graph.ts';
 import type { GraphBuilder } from '../graph/graph-builder.ts';
 import { type MapWithStateSpec, mapWithStateSpec } from '../graph/operators/map-with-state.ts';
 import {
@@ -377,6 +377,18 @@ export class DStream<T> {
     return this;
   }
 
+  /**
+   * What a record this operator's function throws on does, overriding the app's
+   * `onRecordError`: `fail` fails the batch, `dead-letter` sets the record aside (see
+   * {@link StreamingContextConfig.onRecordError}).
+   */
+  onRecordError(policy: RecordErrorPolicy): this {
+    this.graph.assertOpen('onRecordError');
+    checkRecordErrorPolicy(`onRecordError of ${this.node.name}`, policy);
+    this.node.recordErrors = policy;
+    return this;
+  }
+
   /** Names this operator stably, so that it may be matched across app upgrades. */
   uid(name: string): this {
     this.graph.assertOpen('uid');
@@ -614,4 +626,15 @@ export function transformStreams<U>(
 /** @internal `ssc.union` and `DStream.union`. */
 export function unionStreams<T>(graph: GraphBuilder, streams: DStream<T>[]): DStream<T> {
   return transformStreams<T>(graph, streams as DStream<unknown>[], 'union', (batches) => concatAll(batches) as T[]);
+}
+
+/**
+ * Refuses a record-error policy other than `fail` or `dead-letter` (undefined is the default).
+ *
+ * @example
+ * checkRecordErrorPolicy('onRecordError', config.onRecordError);
+ */
+export function checkRecordErrorPolicy(what: string, policy: unknown): void {
+  if (policy !== undefined && policy !== 'fail' && policy !== 'dead-letter')
+    throw new InvalidConfigError(`${what} must be 'fail' or 'dead-letter', got ${JSON.stringify(policy)}`);
 }

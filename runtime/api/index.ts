@@ -33,6 +33,7 @@ export {
   TributaryError,
 } from '../base/errors.ts';
 export type { Logger } from '../base/logger.ts';
+export type { DeadLetter, RecordErrorPolicy } from '../graph/graph.ts';
 export type { MapWithStateFn, MapWithStateSpec } from '../graph/operators/map-with-state.ts';
 export { State } from '../graph/operators/map-with-state.ts';
 export type { UpdateFn, UpdateInfo } from '../graph/operators/update-state-by-key.ts';
@@ -49,5 +50,6 @@ export type {
 } from './dstream.ts';
 export { DStream, MapWithStateDStream } from './dstream.ts';
 export type { ToJetStreamOptions } from './jetstream-sink.ts';
+export { deadLetterSubject } from './record-dead-letters.ts';
 export type { StreamingContextConfig, StreamingListener } from './streaming-context.ts';
 export { StreamingContext } from './streaming-context.ts';

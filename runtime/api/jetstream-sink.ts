@@ -10,7 +10,7 @@
  * with the same id.
  */
 import { JetStreamApiError, jetstream, jetstreamManager, type MsgRequest, type StoredMsg } from '@nats-io/jetstream';
-import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node';
 import { delayMs } from '../base/clock.ts';
 import { type Encoder, encoderOf } from '../nats/decoders.ts';
 import { isTransientNatsError } from '../nats/nats-connection.ts';

@@ -31,13 +31,14 @@ import { InvalidConfigError, InvalidStateError } from '../base/errors.ts';
 import { createLogger, type Logger } from '../base/logger.ts';
 import { ManualClock } from '../base/manual-clock.ts';
 import { fingerprintOf, stableKeys } from '../graph/fingerprint.ts';
-import type { GraphNode } from '../graph/graph.ts';
+import type { DeadLetter, GraphNode, RecordErrorPolicy } from '../graph/graph.ts';
 import { GraphBuilder } from '../graph/graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from '../graph/input-source.ts';
 import { compilePlan } from '../graph/plan.ts';
 import type { Allocation } from '../graph/wire.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl, redactNatsUrl } from '../nats/nats-connection.ts';
-import { DStream, transformStreams, unionStreams } from './dstream.ts';
+import { checkRecordErrorPolicy, DStream, transformStreams, unionStreams } from './dstream.ts';
+import { type DeadLetterWriter, deadLetterWriter } from './record-dead-letters.ts';
 
 /** How a context is configured. */
 export interface StreamingContextConfig {
@@ -64,6 +65,16 @@ export interface StreamingContextConfig {
   readonly nats?: NatsOptions & { readonly url: string };
   /** Run the batches on worker processes over NATS (see {@link StreamingContext.cluster}). */
   readonly cluster?: ClusterConfig;
+  /**
+   * What a record that makes a user function of `map`, `filter`, `flatMap`,
+   * `mapValues`, `flatMapValues` or a keyed reduce throw does (`DStream.onRecordError`
+   * sets it per operator): `fail` (default) fails the batch; `dead-letter` sets the
+   * record aside with the operator, the batch time and the error, and the batch goes
+   * on. Replays decide the same (user functions are deterministic), so state stays
+   * exactly-once. Dead letters go to `<checkpoint>/dead-letters/<time>.jsonl`, or with
+   * a `nats://` checkpoint to the subject `tributary.<app>.dead-letters`.
+   */
+  readonly onRecordError?: RecordErrorPolicy;
 }
 
 /** Where and on how many workers an app runs as a cluster. */
@@ -160,6 +171,7 @@ export class StreamingContext {
   #natsOptions: NatsOptions = {};
   #nats: Promise<NatsConnection> | undefined;
   #deadLetters = 0;
+  #deadLetterWriter: DeadLetterWriter | undefined;
   #checkpointer: Checkpointer | undefined;
   #journal: Journal | undefined;
   #opened: OpenedCheckpoint | undefined;
@@ -195,6 +207,7 @@ export class StreamingContext {
       throw new InvalidConfigError(`partitions must be a whole number from 1 to ${PARTITIONS_MAX}, got ${String(partitions)}`);
     }
     if (config.taskTimeoutMs !== undefined) checkDuration('taskTimeoutMs', config.taskTimeoutMs);
+    checkRecordErrorPolicy('onRecordError', config.onRecordError);
     this.partitions = partitions;
     this.#clock = config.clock ?? new SystemClock();
     this.logger = config.logger ?? createLogger(config.appName);
@@ -357,7 +370,7 @@ export class StreamingContext {
   async start(): Promise<void> {
     if (this.#lifecycle !== 'initialized') throw new InvalidStateError(`start() called on a ${this.#lifecycle} context`);
     this.graph.freeze();
-    const plan = compilePlan(this.graph.nodes, this.graph.outputs);
+    const plan = compilePlan(this.graph.nodes, this.graph.outputs, { onRecordError: this.#config.onRecordError });
     this.#plan = plan;
     if (plan.stateful.length > 0 && this.#checkpointDir === undefined) {
       this.logger.warn(
@@ -450,6 +463,14 @@ export class StreamingContext {
       checkpointer: this.#checkpointer,
       restored: this.#opened?.restored,
       replay: this.#opened?.replay,
+      deadLetters: async (time, letters) => {
+        const where = await this.#writeDeadLetters(time, letters);
+        for (const l of letters) {
+          const total = ++this.#deadLetters;
+          this.logger.warn({ operator: l.operator, time, error: l.error, where, total }, 'record dead-lettered');
+          this.#notify((listener) => listener.onDeadLetter?.({ stream: l.operator, subject: where, error: l.error, total }));
+        }
+      },
       cluster: joined
         ? {
             transport: joined.transport,
@@ -641,7 +662,7 @@ export class StreamingContext {
     const url = options.nats ?? this.#cluster?.nats;
     if (url === undefined) throw new InvalidConfigError('a worker needs the cluster NATS URL (--nats)');
     this.graph.freeze();
-    const plan = compilePlan(this.graph.nodes, this.graph.outputs);
+    const plan = compilePlan(this.graph.nodes, this.graph.outputs, { onRecordError: this.#config.onRecordError });
     this.#plan = plan;
     this.#checkClusterGraph(plan);
     const keys = stableKeys(this.graph.nodes, this.graph.outputs);
@@ -914,6 +935,11 @@ export class StreamingContext {
         for (const l of this.#listeners) l.onRecordsReceived?.({ stream: node.name, records });
       },
     };
+  }
+
+  #writeDeadLetters(time: number, letters: readonly DeadLetter[]): Promise<string> {
+    this.#deadLetterWriter ??= deadLetterWriter(this.#checkpointDir, this.appName, () => this.#natsConnection(), this.logger);
+    return this.#deadLetterWriter(time, letters);
   }
 
   #armTimer(atMs: number): void {

@@ -137,14 +137,17 @@ export class BatchFailedError extends TributaryError {
  */
 export class OperatorFailure extends Error {
   readonly operator: string;
-  constructor(operator: string, cause: unknown) {
+  /** The record the operator was given when it threw (`records` holds it), for a dead letter. */
+  readonly records: readonly unknown[];
+  constructor(operator: string, cause: unknown, records: readonly unknown[] = []) {
     super(`${operator} failed`, { cause });
     this.name = 'OperatorFailure';
     this.operator = operator;
+    this.records = records;
   }
 
-  /** `error` tagged with `operator`, unless an operator downstream already tagged it. */
-  static of(operator: string, error: unknown): OperatorFailure {
-    return error instanceof OperatorFailure ? error : new OperatorFailure(operator, error);
+  /** `error` tagged with `operator` (and the record it threw on), unless an operator downstream already tagged it. */
+  static of(operator: string, error: unknown, records: readonly unknown[] = []): OperatorFailure {
+    return error instanceof OperatorFailure ? error : new OperatorFailure(operator, error, records);
   }
 }

@@ -74,6 +74,21 @@ export interface StatefulSpec {
   restoreChain(chain: readonly SnapshotData[], partition: number, partitions: number): PartitionState;
 }
 
+/**
+ * What a record that makes a user function throw does: `fail` fails the batch;
+ * `dead-letter` sends the record, the operator, the batch time and the error to the
+ * app's dead letters and the batch goes on without it (replays decide the same).
+ */
+export type RecordErrorPolicy = 'fail' | 'dead-letter';
+
+/** A record set aside by the `dead-letter` policy. */
+export interface DeadLetter {
+  readonly operator: string;
+  readonly time: number;
+  readonly record: unknown;
+  readonly error: string;
+}
+
 /** Fields every node has. */
 export interface NodeBase {
   readonly id: number;
@@ -85,6 +100,8 @@ export interface NodeBase {
   readonly partitions: number;
   uid?: string;
   checkpointIntervalMs?: number;
+  /** What a record its function throws on does (the app's default when unset). */
+  recordErrors?: RecordErrorPolicy;
   /** Durations and sizes that define compatibility of a checkpoint with this node. */
   readonly params: Readonly<Record<string, number | string | boolean>>;
 }

@@ -6,7 +6,7 @@
  * materialized ancestor.
  */
 import { OperatorFailure } from '../base/errors.ts';
-import type { GraphNode, NarrowOp, OutputOp, Sink } from './graph.ts';
+import type { GraphNode, NarrowOp, OutputOp, RecordErrorPolicy, Sink } from './graph.ts';
 
 /** A materialized source node and the fused narrow operators applied on top of it. */
 export interface Chain {
@@ -37,6 +37,8 @@ export interface Plan {
   chainOf(node: GraphNode): Chain;
   /** What a consumer of `node` runs: `node`'s chain when it is fused, else `node` itself. */
   feedOf(node: GraphNode): Chain;
+  /** The record-error policy of the operator named `operator`. */
+  recordErrors(operator: string): RecordErrorPolicy;
 }
 
 /**
@@ -46,8 +48,13 @@ export interface Plan {
  * @example
  * const plan = compilePlan(graph.nodes, graph.outputs);
  */
-export function compilePlan(nodes: readonly GraphNode[], outputs: readonly OutputOp[]): Plan {
+export function compilePlan(
+  nodes: readonly GraphNode[],
+  outputs: readonly OutputOp[],
+  defaults: { readonly onRecordError?: RecordErrorPolicy | undefined } = {},
+): Plan {
   const sorted = [...nodes].sort((a, b) => a.id - b.id);
+  const byName = new Map(sorted.map((n) => [n.name, n]));
   const needed = neededNodes(outputs);
   const live = sorted.filter((n) => needed.has(n.id) || n.kind === 'input');
   const consumers = new Map<number, { nodes: GraphNode[]; outputs: number }>();
@@ -94,6 +101,7 @@ export function compilePlan(nodes: readonly GraphNode[], outputs: readonly Outpu
     byId: new Map(sorted.map((n) => [n.id, n])),
     chainOf,
     feedOf: (node) => (fused.has(node.id) ? chainOf(node) : emptyChain(node)),
+    recordErrors: (operator) => byName.get(operator)?.recordErrors ?? defaults.onRecordError ?? 'fail',
   };
 }
 
@@ -147,7 +155,7 @@ export function blamingSink(sink: Sink<unknown>, name: string): Sink<unknown> {
     try {
       sink(record);
     } catch (error) {
-      throw OperatorFailure.of(name, error);
+      throw OperatorFailure.of(name, error, [record]);
     }
   };
 }
