@@ -220,10 +220,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   if (options.workers !== undefined && (options.journal !== 'nats' || options.workers < 2)) {
     throw new Error('--workers needs --journal nats and at least 2 workers (a cluster keeps its checkpoint in JetStream)');
   }
-  if (options.badInput && options.journal !== 'nats') {
-    // The bad input is a JetStream stream with a dead-letter subject; the file journal runs without NATS.
-    throw new Error('--bad-input needs --journal nats (malformed records are fed through a JetStream stream and dead-lettered over NATS)');
-  }
   const useCluster = isClustered(options);
   const batchMs = BATCH_MS;
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tributary-chaos-'));
@@ -235,21 +231,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let resultsSubject: string | undefined;
   let nc: NatsConnection | undefined;
   const resultsStream = `CHAOS_${runId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-  if (options.journal === 'nats') {
+  /** With the file journal, the NATS server that carries only the bad input and its dead letters. */
+  let inputNats: string | undefined;
+  if (options.journal === 'nats' || options.badInput) {
     if (useCluster) cluster = await startNatsCluster(3);
     else single = await startNatsServer();
     const urls = cluster ? cluster.urls : [(single as NatsServer).url];
-    checkpoint = `nats://${urls.map((u) => u.replace(/^nats:\/\//, '')).join(',')}${cluster ? '?replicas=3' : ''}`;
-    resultsSubject = `chaos.${runId.replace(/[^A-Za-z0-9_-]/g, '_')}.counts`;
     nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     const jsm = await jetstreamManager(nc);
-    // A long duplicate window: re-run batches must be recognised whatever the downtime.
-    await jsm.streams.add({
-      name: resultsStream,
-      subjects: [resultsSubject],
-      num_replicas: cluster ? 3 : 1,
-      duplicate_window: 10 * 60 * 1e9,
-    });
+    if (options.journal === 'nats') {
+      checkpoint = `nats://${urls.map((u) => u.replace(/^nats:\/\//, '')).join(',')}${cluster ? '?replicas=3' : ''}`;
+      resultsSubject = `chaos.${runId.replace(/[^A-Za-z0-9_-]/g, '_')}.counts`;
+      // A long duplicate window: re-run batches must be recognised whatever the downtime.
+      await jsm.streams.add({
+        name: resultsStream,
+        subjects: [resultsSubject],
+        num_replicas: cluster ? 3 : 1,
+        duplicate_window: 10 * 60 * 1e9,
+      });
+    } else {
+      inputNats = (single as NatsServer).url;
+    }
     if (options.badInput) {
       input = {
         stream: `CHAOS_IN_${safeId}`,
@@ -298,6 +300,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       checkpoint,
       outDir: path.join(workDir, 'out'),
       ...(resultsSubject ? { resultsSubject } : {}),
+      ...(inputNats ? { natsUrl: inputNats } : {}),
       ...(input ? { input } : {}),
       ...(options.workers !== undefined ? { workers: options.workers } : {}),
     };

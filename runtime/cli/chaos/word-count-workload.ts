@@ -26,6 +26,8 @@ export interface WorkloadOptions {
   readonly checkpoint: string;
   /** Where outputs are written (per-batch directories and the totals file). */
   readonly outDir: string;
+  /** NATS of the bad input when the journal is on files (else the checkpoint's). */
+  readonly natsUrl?: string;
   /** With a NATS journal, per-batch counts also go to this JetStream subject. */
   readonly resultsSubject?: string;
   /** With `--bad-input`: a JetStream stream of good and malformed records, read too. */
@@ -77,6 +79,7 @@ export function buildWordCountWorkload(options: WorkloadOptions): StreamingConte
     partitions: 2,
     // Checkpoint every 5 batches, so kills land before, at and between checkpoints.
     snapshotFullEvery: 3,
+    ...(options.natsUrl ? { nats: { url: options.natsUrl } } : {}),
   });
   // A restarted driver waits as a standby until the killed one's driver lease expired.
   if (options.workers !== undefined) ssc.cluster(options.checkpoint, { workers: options.workers, standby: true });

@@ -294,10 +294,14 @@ test('chaos - the CLI exits non-zero on a failing run, and a timeout stops the r
   t.true(performance.now() - started < 15_000, `took ${Math.round(performance.now() - started)} ms`);
 });
 
-test('chaos - the CLI refuses --bad-input on the file journal with a clear message', async (t) => {
-  const { code, stderr } = await runCli(['chaos', 'word-count', '--kills', '1', '--bad-input', '--no-progress']);
-  t.is(code, 1);
-  t.regex(stderr, /--bad-input needs --journal nats/);
+test.serial('chaos - --bad-input on the file journal: a nats-server carries only the input, and the dead letters are exact', async (t) => {
+  const r = await chaos(t, { kills: 2, seed: 8, targets: ['driver'], journal: 'file', badInput: true, inputMessages: 120 });
+  assertClean(t, r, 2);
+  const malformed = badInputMessages(8, 120).filter((m) => m.kind !== 'good').length;
+  t.true(malformed > 0);
+  t.deepEqual(r.deadLetters, { expected: malformed, found: malformed, missing: 0, unexpected: 0, goodRecords: 120 - malformed });
+  t.is(r.inputMismatches, 0, "the good records' words are counted once");
+  t.regex(formatChaosReport(r), /^replica divergence: +n\/a \(file journal\)$/m);
 });
 
 test('chaos - workers killed or paused on a cluster, one joining and one leaving, lose nothing and report recovery per target', async (t) => {
