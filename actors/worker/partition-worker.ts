@@ -20,7 +20,7 @@ import { encodeFailure } from '../transport/failure-codec.ts';
 import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Transport } from '../transport/transport.ts';
 import { DRIVER } from '../transport/transport.ts';
 import { Inbox } from './inbox.ts';
-import { collectPartition, mapPartition, reducePartition, wholeBatch } from './stage-work.ts';
+import { collectPartition, describeError, mapPartition, reducePartition, wholeBatch } from './stage-work.ts';
 
 /** Builds (or restores) one state partition this worker takes over. */
 export type StateLoader = (
@@ -449,7 +449,12 @@ export class PartitionWorker {
             const s = this.#states.get(node.id)?.get(q);
             if (s === undefined) throw new InvalidStateError(`worker ${this.id} has no state for ${node.name} partition ${q}`);
             this.#stepped.push(s);
-            const r = s.step(get(parent.id, q), time, active, wantExtra);
+            const r =
+              plan.recordErrors(node.name) === 'dead-letter'
+                ? s.step(get(parent.id, q), time, active, wantExtra, (record, error) =>
+                    deadLetters.push({ operator: node.name, time, record, error: describeError(error) }),
+                  )
+                : s.step(get(parent.id, q), time, active, wantExtra);
             if (active) put(local, node.id, q, r.output ?? []);
             if (wantExtra) put(extras, node.id, q, r.extra ?? []);
           }

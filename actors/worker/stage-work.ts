@@ -109,6 +109,16 @@ export function wholeBatch(node: GraphNode, batches: unknown[][], time: number):
 }
 
 /**
+ * What a dead letter says of an error: its class and message.
+ *
+ * @example
+ * describeError(new RangeError('negative')) // 'RangeError: negative'
+ */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
  * True when a failed chain (and the shuffle it feeds, if any) may set records aside:
  * one of its operators dead-letters, and none sees whole partitions (one record at
  * a time would change what those compute).
@@ -138,13 +148,7 @@ function runGuarded(
     } catch (error) {
       const failure = OperatorFailure.of(fallback, error);
       if (failure.records.length === 0 || plan.recordErrors(failure.operator) !== 'dead-letter') throw failure;
-      const cause = failure.cause;
-      deadLetters.push({
-        operator: failure.operator,
-        time,
-        record: failure.records[0],
-        error: cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause),
-      });
+      deadLetters.push({ operator: failure.operator, time, record: failure.records[0], error: describeError(failure.cause) });
     }
   }
 }

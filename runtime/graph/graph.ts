@@ -51,7 +51,12 @@ export interface StepResult {
  * the change final once the whole batch succeeded, `rollback` undoes it.
  */
 export interface PartitionState {
-  step(input: unknown[], time: number, emit: boolean, wantExtra: boolean): StepResult;
+  /**
+   * `setAside`, when given (the `dead-letter` policy), takes what a user function
+   * threw on (the record, or the key and its values) instead of the batch failing;
+   * that key's state stays as it was. Operators without per-key functions ignore it.
+   */
+  step(input: unknown[], time: number, emit: boolean, wantExtra: boolean, setAside?: (record: unknown, error: unknown) => void): StepResult;
   commit(): void;
   rollback(): void;
   /** A plain, encodable copy of the committed state (for checkpoints and reads). */

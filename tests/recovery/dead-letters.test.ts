@@ -169,3 +169,70 @@ test('dead letters - a bad policy is refused', (t) => {
     message: /onRecordError of map#\d+ must be/,
   });
 });
+
+test('dead letters - a state update that throws sets its key aside for the batch; the state of the key stays', async (t) => {
+  const dir = await dirs.make('dead-letters-state');
+  const ssc = new StreamingContext({ appName: 'poison-state', batchDuration: 1000, clock: new ManualClock(), logger: quiet });
+  ssc.checkpoint(dir);
+  const totals = new Map<number, [string, number][]>();
+  const mapped: string[][] = [];
+  const pairs = ssc
+    .queueStream([
+      ['a', 'b'],
+      ['a', 'boom'],
+      ['b', 'a'],
+    ])
+    .map((w): [string, number] => [w, 1]);
+  pairs
+    .updateStateByKey<string, number, number>((vs, s, { key, time }) => {
+      if (key === 'a' && time === 2000) throw new Error('a twice');
+      return (s ?? 0) + vs.length;
+    })
+    .uid('totals')
+    .onRecordError('dead-letter')
+    .foreachBatch((r, time) => {
+      totals.set(
+        time,
+        [...r].sort(([x], [y]) => (x < y ? -1 : 1)),
+      );
+    });
+  pairs
+    .mapWithState<string, number, number, string>({
+      update: (key, _v, state) => {
+        if (key === 'boom') throw new Error('boom key');
+        state.update((state.getOption() ?? 0) + 1);
+        return `${key}=${state.get()}`;
+      },
+    })
+    .uid('sessions')
+    .onRecordError('dead-letter')
+    .foreachBatch((r) => {
+      mapped.push([...r].sort());
+    });
+  await ssc.start();
+  await ssc.runBatches(3);
+  await ssc.stop();
+
+  const letters = await deadLetters(dir);
+  t.deepEqual([...letters.keys()], ['2000.jsonl']);
+  const at2000 = (letters.get('2000.jsonl') ?? []).map((l) => [l.operator, l.record, l.error]).sort();
+  t.deepEqual(at2000, [
+    ['sessions', ['boom', 1], 'Error: boom key'],
+    ['totals', ['a', [1]], 'Error: a twice'],
+  ]);
+  t.deepEqual(
+    totals.get(2000),
+    [
+      ['a', 1],
+      ['b', 1],
+      ['boom', 1],
+    ],
+    "a's state stayed at 1 in the batch its update threw",
+  );
+  t.deepEqual(totals.get(3000), [
+    ['a', 2],
+    ['b', 2],
+    ['boom', 1],
+  ]);
+  t.deepEqual(mapped, [['a=1', 'b=1'], ['a=2'], ['a=3', 'b=2']]);
+});

@@ -115,7 +115,13 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
     for (const [k, e] of entries) this.#state.map.set(k, e);
   }
 
-  step(input: unknown[], time: number, _emit: boolean, wantExtra: boolean): StepResult {
+  step(
+    input: unknown[],
+    time: number,
+    _emit: boolean,
+    wantExtra: boolean,
+    setAside?: (record: unknown, error: unknown) => void,
+  ): StepResult {
     if (this.#pendingSeed !== undefined) {
       // Initial state counts as updated at the first batch (as in Spark). The seed is
       // kept until the batch commits, so a rolled-back first batch seeds again.
@@ -129,7 +135,17 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
       const [k, v] = item as [K, V];
       const e = state.get(k);
       wrapper.reset(e !== undefined, e?.s, false);
-      const mapped = update(k, v, wrapper, time);
+      let mapped: M | undefined;
+      if (setAside === undefined) mapped = update(k, v, wrapper, time);
+      else {
+        try {
+          mapped = update(k, v, wrapper, time);
+        } catch (error) {
+          // Set aside: whatever the function did to the state before it threw is not applied.
+          setAside(item, error);
+          continue;
+        }
+      }
       if (wrapper.wasRemoved) state.delete(k);
       // With a timeout, data re-stamps an existing key even when it is not updated
       // (as Spark does), so a key that keeps receiving data never times out.
@@ -143,7 +159,15 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
         state.map.set(k, e);
         state.delete(k);
         wrapper.reset(true, e.s, true);
-        const mapped = update(k, undefined, wrapper, time);
+        let mapped: M | undefined;
+        try {
+          mapped = update(k, undefined, wrapper, time);
+        } catch (error) {
+          // The key times out either way; only its last call is set aside.
+          if (setAside === undefined) throw error;
+          setAside([k, undefined], error);
+          continue;
+        }
         if (mapped !== undefined) output.push(mapped);
       }
     }

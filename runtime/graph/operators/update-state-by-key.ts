@@ -18,6 +18,24 @@ export interface UpdateInfo<K> {
 /** The user's state update function. */
 export type UpdateFn<K, V, S> = (values: V[], state: S | undefined, info: UpdateInfo<K>) => S | undefined;
 
+/** What a guarded update returns for a key whose update threw (set aside). */
+const SET_ASIDE: unique symbol = Symbol('set aside');
+
+/** `update` that hands what it throws on to `setAside` and returns SET_ASIDE. */
+function guarded<K, V, S>(
+  update: UpdateFn<K, V, S>,
+  setAside: (record: unknown, error: unknown) => void,
+): (values: readonly V[], state: S | undefined, info: UpdateInfo<K>) => S | undefined | typeof SET_ASIDE {
+  return (values, state, info) => {
+    try {
+      return update(values as V[], state, info);
+    } catch (error) {
+      setAside([info.key, values], error);
+      return SET_ASIDE;
+    }
+  };
+}
+
 const NO_VALUES: never[] = [];
 
 /**
@@ -44,7 +62,7 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     this.#state = initial;
   }
 
-  step(input: unknown[], time: number, emit = true): StepResult {
+  step(input: unknown[], time: number, emit = true, _wantExtra = false, setAside?: (record: unknown, error: unknown) => void): StepResult {
     const values = new KeyMap<K, V[]>();
     for (const item of input) {
       const [k, vs] = item as [K, V[]];
@@ -60,11 +78,16 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     this.#undoValues = undoValues;
     this.#undoHad = undoHad;
     this.#undoIndex = undefined;
-    const update = this.#update;
+    const update = setAside === undefined ? this.#update : guarded(this.#update, setAside);
     state.forEach((s, key) => {
       const vs = values.get(key);
       if (vs !== undefined) values.delete(key);
       const ns = update(vs ?? NO_VALUES, s, { key, time });
+      if (ns === SET_ASIDE) {
+        // The update threw and the key was set aside: its state stays, and still goes out.
+        output?.push([key, s]);
+        return;
+      }
       if (ns === undefined) {
         undoKeys.push(key);
         undoValues.push(s);
@@ -83,7 +106,7 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     });
     values.forEach((vs, key) => {
       const ns = update(vs, undefined, { key, time });
-      if (ns === undefined) return;
+      if (ns === undefined || ns === SET_ASIDE) return;
       undoKeys.push(key);
       undoValues.push(undefined);
       undoHad.push(false);
