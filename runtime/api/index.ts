@@ -1,5 +1,5 @@
 /**
- * The public surface of Tributary (`import ... from 'tributary'`).
+ * The public surface of Tributary (`import ... from 'tributary-streams'`).
  */
 
 export type { CheckpointStats } from '../../actors/checkpointer.ts';

@@ -1,5 +1,5 @@
 /**
- * The test kit (`import ... from 'tributary/testing'`).
+ * The test kit (`import ... from 'tributary-streams/testing'`).
  */
 
 export { ManualClock } from '../base/manual-clock.ts';
