@@ -113,6 +113,20 @@ program
     await run(file, args, options);
   });
 
+program
+  .command('init')
+  .description('write a new project: package.json, tsconfig, an app with getOrCreate, a test on the manual clock, a README')
+  .argument('<dir>', 'directory to create (must be empty or absent)')
+  .option(
+    '--dependency <spec>',
+    'what the project depends on for tributary-streams (default: ^ this version; a tarball path to try an unreleased build)',
+  )
+  .action(async (dir: string, o: { dependency?: string }) => {
+    const { initProject, ownPackage } = await import('./init.ts');
+    const files = await initProject(dir, o.dependency ?? `^${ownPackage().version}`);
+    process.stdout.write(`created ${dir}: ${files.join(', ')}\nnext: cd ${dir} && npm install && npm test\n`);
+  });
+
 interface RunCliOptions {
   nats?: string;
   standby?: boolean;

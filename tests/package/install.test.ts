@@ -3,7 +3,8 @@
  * declarations), README, LICENSE and package.json only; a fresh project outside
  * this repository installs it by name (`tributary-streams`), type-checks an app
  * against the shipped declarations (a type error is caught) and runs it with
- * `npx tributary run app.ts` to completion.
+ * `npx tributary run app.ts` to completion; `npx tributary init` writes a project that
+ * installs and passes its own test as written.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -59,7 +60,7 @@ const ssc = new StreamingContext({ appName: 'bad', batchDuration: 100 });
 ssc.queueStream<string>([['a']]).map((s) => s.length).reduceByKey((a, b) => a + b);
 `;
 
-test('package - the packed tarball installs in a fresh project, type-checks an app and runs it with npx tributary', async (t) => {
+test('package - the packed tarball installs in a fresh project, type-checks and runs an app, and init scaffolds a passing project', async (t) => {
   t.timeout(600_000);
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'trib-package-'));
   t.teardown(() => fs.rm(work, { recursive: true, force: true }));
@@ -133,4 +134,23 @@ test('package - the packed tarball installs in a fresh project, type-checks an a
   const ran = await sh('npx', ['tributary', 'run', 'app.ts', '--duration', '1', '--no-status'], project, 120_000);
   t.is(ran.code, 0, ran.stderr);
   t.deepEqual(ran.stdout.trim().split('\n'), ['words 100 3', 'words 200 2']);
+
+  // The scaffold installs and passes its own test as written (on this tarball, not yet on the registry).
+  const scaffold = path.join(work, 'scaffold');
+  const tarball = `file:${path.join(work, info.filename)}`;
+  const init = await sh('npx', ['tributary', 'init', scaffold, '--dependency', tarball], project, 120_000);
+  t.is(init.code, 0, init.stderr);
+  t.regex(init.stdout, /created .*scaffold: package\.json, tsconfig\.json, \.gitignore, app\.ts, test\/app\.test\.ts, README\.md/);
+  const again = await sh('npx', ['tributary', 'init', scaffold], project, 120_000);
+  t.not(again.code, 0);
+  t.regex(again.stderr, /is not empty/);
+  const scaffoldInstalled = await sh('npm', ['install', '--no-audit', '--no-fund'], scaffold, 400_000);
+  t.is(scaffoldInstalled.code, 0, scaffoldInstalled.stderr);
+  const tested = await sh('npm', ['test'], scaffold, 300_000);
+  t.is(tested.code, 0, `${tested.stdout}\n${tested.stderr}`);
+  t.regex(tested.stdout, /# pass 1/);
+  t.regex(tested.stdout, /# fail 0/);
+  const started = await sh('npx', ['tributary', 'run', 'app.ts', '--duration', '2', '--no-status'], scaffold, 120_000);
+  t.is(started.code, 0, started.stderr);
+  t.true((await fs.readdir(path.join(scaffold, 'checkpoint', 'journal'))).length > 0, 'the app checkpoints in ./checkpoint');
 });
