@@ -12,7 +12,7 @@ import type { NatsConnection, Status } from '@nats-io/transport-node';
 import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { FencedError, InvalidConfigError } from '../runtime/base/errors.ts';
-import type { Logger } from '../runtime/base/logger.ts';
+import { type Logger, reasonOf } from '../runtime/base/logger.ts';
 import { compareFingerprints } from '../runtime/graph/fingerprint.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
 import type { FingerprintEntry } from '../runtime/graph/wire.ts';
@@ -266,7 +266,7 @@ class MemberView {
       this.#listener?.();
     } catch (error) {
       this.#seen.unavailable();
-      this.#logger.warn({ err: error }, 'reading the workers failed; trying again');
+      this.#logger.warn({ reason: reasonOf(error) }, 'reading the workers failed; trying again');
     } finally {
       this.#reading = false;
     }

@@ -21,7 +21,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { FencedError, InvalidStateError } from '../runtime/base/errors.ts';
-import type { Logger } from '../runtime/base/logger.ts';
+import { type Logger, reasonOf } from '../runtime/base/logger.ts';
 import type { FingerprintEntry } from '../runtime/graph/wire.ts';
 import type { PresenceAnswer } from './transport/nats.ts';
 
@@ -48,7 +48,7 @@ export async function retryingKv<T>(what: string, logger: Logger | undefined, op
       return await op();
     } catch (error) {
       if (isCasFailure(error) || performance.now() - started > PROVE_WAIT_MS) throw error;
-      logger?.warn({ err: error, what }, 'the cluster bucket cannot be reached; trying again');
+      logger?.warn({ reason: reasonOf(error), what }, 'the cluster bucket cannot be reached; trying again');
       await delayMs(250);
     }
   }
@@ -131,7 +131,7 @@ export async function keepRegistered(kv: KV, key: string, value: unknown, leaseM
   let stopped = false;
   const timer = setInterval(
     () => {
-      kv.put(key, bytes).catch((error: unknown) => logger?.warn({ err: error, key }, 'renewing a registration failed; retrying'));
+      kv.put(key, bytes).catch((error: unknown) => logger?.warn({ reason: reasonOf(error), key }, 'renewing a registration failed; retrying'));
     },
     Math.max(100, Math.floor(leaseMs / 3)),
   );
@@ -497,7 +497,7 @@ export class SlotLeases {
           this.#lose(q, error);
           return;
         }
-        this.#logger?.warn({ err: error, slot: q }, 'renewing a lease failed; trying again');
+        this.#logger?.warn({ reason: reasonOf(error), slot: q }, 'renewing a lease failed; trying again');
         return;
       }
     }

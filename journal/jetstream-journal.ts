@@ -38,7 +38,7 @@ import { type NatsConnection, headers as natsHeaders } from '@nats-io/transport-
 import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { CorruptCheckpointError, FencedError, TributaryError } from '../runtime/base/errors.ts';
-import type { Logger } from '../runtime/base/logger.ts';
+import { type Logger, reasonOf } from '../runtime/base/logger.ts';
 import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
 import { encodeFrame, scanFrames } from './codec.ts';
 import { invalidEvent, type JournalEvent } from './events.ts';
@@ -425,7 +425,7 @@ export class JetStreamJournal implements Journal {
         await jsm.streams.purge(this.#stream, { seq: keepFrom });
       }
     } catch (error) {
-      this.#logger.warn({ err: error, stream: this.#stream, keepFrom }, 'journal garbage collection failed; the next roll tries again');
+      this.#logger.warn({ reason: reasonOf(error), stream: this.#stream, keepFrom }, 'journal garbage collection failed; the next roll tries again');
     }
   }
 
@@ -531,7 +531,7 @@ export class JetStreamJournal implements Journal {
       } catch (error) {
         if (this.#abandoned || !retryable(error) || this.#nc.isClosed() || performance.now() > deadline) throw error;
         if (attempt === 1 || attempt % 10 === 0)
-          this.#logger.warn({ err: error, attempt, what }, 'journal operation failed; retrying with the same message id');
+          this.#logger.warn({ reason: reasonOf(error), attempt, what }, 'journal operation failed; retrying with the same message id');
         await delayMs(wait);
         wait = Math.min(wait * 2, 1000);
       }

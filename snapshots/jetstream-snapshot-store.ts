@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { scanFrames } from '../journal/codec.ts';
 import { delayMs } from '../runtime/base/clock.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
-import type { Logger } from '../runtime/base/logger.ts';
+import { type Logger, reasonOf } from '../runtime/base/logger.ts';
 import type { SnapshotData } from '../runtime/graph/wire.ts';
 import { isTransientNatsError } from '../runtime/nats/nats-connection.ts';
 import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
@@ -54,7 +54,7 @@ async function retrying<T>(what: string, logger: Logger | undefined, op: () => P
     } catch (error) {
       const again = isTransientNatsError(error) || error instanceof SnapshotReadRetry;
       if (!again || (attempt >= ATTEMPTS_MAX && performance.now() - started >= RETRY_WINDOW_MS)) throw error;
-      logger?.warn({ err: error, attempt, what }, 'snapshot store operation failed; retrying');
+      logger?.warn({ reason: reasonOf(error), attempt, what }, 'snapshot store operation failed; retrying');
       await delayMs(wait);
       wait = Math.min(wait * 2, 1000);
     }

@@ -6,7 +6,7 @@
 
 import { assert } from '../../runtime/base/assert.ts';
 import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
-import type { Logger } from '../../runtime/base/logger.ts';
+import { type Logger, reasonOf } from '../../runtime/base/logger.ts';
 import type { InputSource, OpenInput, ReceiverBuffer, SourceEnv } from '../../runtime/graph/input-source.ts';
 import type { ReceivedBlock } from '../../runtime/graph/wire.ts';
 
@@ -73,7 +73,7 @@ export abstract class Receiver<T> {
 
   /** Logs a problem without stopping. */
   reportError(message: string, error?: unknown): void {
-    this.logger.warn({ err: error }, message);
+    this.logger.warn(error === undefined ? {} : { reason: reasonOf(error) }, message);
   }
 
   /** Stops the whole app with SOURCE_FAILED. */

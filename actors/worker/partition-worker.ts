@@ -9,7 +9,7 @@
 import { concatAll, splitIntoPartitions } from '../../runtime/base/arrays.ts';
 import { assertNever } from '../../runtime/base/assert.ts';
 import { InvalidStateError, OperatorFailure } from '../../runtime/base/errors.ts';
-import type { Logger } from '../../runtime/base/logger.ts';
+import { type Logger, reasonOf } from '../../runtime/base/logger.ts';
 import type { DeadLetter, GraphNode, PartitionState } from '../../runtime/graph/graph.ts';
 import type { OpenInput } from '../../runtime/graph/input-source.ts';
 import { partitionOf } from '../../runtime/graph/partitioner.ts';
@@ -211,7 +211,7 @@ export class PartitionWorker {
       return Promise.resolve();
     }
     return this.#cfg.transport.send(to, message).catch((error: unknown) => {
-      this.#cfg.logger?.warn({ err: error, to, type: message.type }, 'sending failed');
+      this.#cfg.logger?.warn({ reason: reasonOf(error), to, type: message.type }, 'sending failed');
       // A piece that did not leave fails its batch (the driver runs it again or moves on), not the worker.
       if (message.type === 'piece') this.#inbox.abort(error as Error, Number(message.key.slice(0, message.key.indexOf('|'))));
     });

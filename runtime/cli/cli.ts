@@ -12,6 +12,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { App } from '../api/app.ts';
 import { delayMs } from '../base/clock.ts';
 import { TributaryError } from '../base/errors.ts';
+import { LOG_LEVELS } from '../base/logger.ts';
 import { StatusLine } from './status-line.ts';
 import { supervise } from './supervisor.ts';
 
@@ -28,6 +29,15 @@ async function loadApp(file: string): Promise<App> {
   }
   return mod.default as App;
 }
+
+/** Parses `--log-level`; every process started from here (app, workers, chaos children) inherits it. */
+function logLevel(value: string): string {
+  if (!(LOG_LEVELS as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${LOG_LEVELS.join(', ')}`);
+  process.env.TRIBUTARY_LOG_LEVEL = value;
+  return value;
+}
+
+const LOG_LEVEL_HELP = 'log level: fatal, error, warn (default), info, debug, trace or silent (pretty on a terminal, JSON lines otherwise)';
 
 function seconds(value: string): number {
   const n = Number(value);
@@ -100,6 +110,7 @@ program
   .option('--max-restarts <n>', 'with --supervise: crashes allowed within the window', (v) => positiveInt(v), 5)
   .option('--restart-window <seconds>', 'with --supervise: the window crashes are counted in', seconds, 60)
   .allowUnknownOption(true)
+  .option('--log-level <level>', LOG_LEVEL_HELP, logLevel)
   .action(async (file: string, args: string[], options: RunCliOptions) => {
     if (options.supervise) {
       // The supervisor runs this same command without --supervise as its child.
@@ -148,6 +159,7 @@ program
   .option('--id <name>', 'worker id (default: host, pid and a random suffix)')
   .option('--lease-ms <ms>', 'lease time: the driver and every worker must agree (default 3000)', (v) => positiveInt(v))
   .allowUnknownOption(true)
+  .option('--log-level <level>', LOG_LEVEL_HELP, logLevel)
   .action(async (file: string, args: string[], options: { nats: string; id?: string; leaseMs?: number }) => {
     const app = await loadApp(file);
     const ssc = await app({ args });
@@ -204,6 +216,7 @@ program
     'also feed malformed records (bad UTF-8, bad JSON, CBOR, oversize) through a JetStream input and check the dead letters (with the file journal, a nats-server carries only that input)',
   )
   .option('--no-progress', 'no progress bar')
+  .option('--log-level <level>', LOG_LEVEL_HELP, logLevel)
   .action(async (workload: string, o: ChaosCliOptions) => {
     if (workload !== 'word-count') throw new TributaryError('INVALID_CONFIG', `unknown chaos workload ${workload} (available: word-count)`);
     const targets = o.targets.split(',').map((t) => t.trim());
