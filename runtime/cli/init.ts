@@ -30,6 +30,9 @@ export function ownPackage(): OwnPackage {
   }
 }
 
+/** How the scaffold's test imports the app (kept out of this file's own import lines). */
+const APP_FROM_TEST = '../app.ts';
+
 /** What `init` writes, by path inside the project. */
 export function scaffoldFiles(name: string, dependency: string): Record<string, string> {
   // The tools the project needs, in the versions Tributary itself is built and tested with.
@@ -92,7 +95,7 @@ export default defineApp(({ args }) =>
 import { test } from 'node:test';
 import { StreamingContext } from 'tributary-streams';
 import { collectBatches, ManualClock } from 'tributary-streams/testing';
-import { wordTotals } from '../app.ts';
+import { wordTotals } from '${APP_FROM_TEST}';
 
 test('word totals add up across batches', async () => {
   const ssc = new StreamingContext({ appName: 'test', batchDuration: 1000, clock: new ManualClock() });
