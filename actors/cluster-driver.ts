@@ -288,7 +288,9 @@ class PresenceProbe {
   constructor(nc: NatsConnection, transport: NatsTransport, presence: Presence, leaseMs: number) {
     this.#transport = transport;
     this.#presence = presence;
-    this.#timeoutMs = leaseMs;
+    // Short: a question in flight when its worker died gets no answer, and none is asked again
+    // meanwhile; a live worker slower than this only counts as unknown.
+    this.#timeoutMs = Math.max(100, Math.min(500, Math.floor(leaseMs / 6)));
     const status = nc.status();
     this.#status = status;
     void (async () => {
