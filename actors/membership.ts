@@ -131,7 +131,9 @@ export async function keepRegistered(kv: KV, key: string, value: unknown, leaseM
   let stopped = false;
   const timer = setInterval(
     () => {
-      kv.put(key, bytes).catch((error: unknown) => logger?.warn({ reason: reasonOf(error), key }, 'renewing a registration failed; retrying'));
+      kv.put(key, bytes).catch((error: unknown) =>
+        logger?.warn({ reason: reasonOf(error), key }, 'renewing a registration failed; retrying'),
+      );
     },
     Math.max(100, Math.floor(leaseMs / 3)),
   );

@@ -425,7 +425,10 @@ export class JetStreamJournal implements Journal {
         await jsm.streams.purge(this.#stream, { seq: keepFrom });
       }
     } catch (error) {
-      this.#logger.warn({ reason: reasonOf(error), stream: this.#stream, keepFrom }, 'journal garbage collection failed; the next roll tries again');
+      this.#logger.warn(
+        { reason: reasonOf(error), stream: this.#stream, keepFrom },
+        'journal garbage collection failed; the next roll tries again',
+      );
     }
   }
 
