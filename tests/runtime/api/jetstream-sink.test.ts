@@ -173,6 +173,33 @@ test('toJetStream - bad settings are refused at graph time; no NATS to connect t
   t.regex(String((error as { cause?: unknown } | undefined)?.cause), /nats: \{ url \}/);
 });
 
+/**
+ * The app of `queue` on checkpoint `dir`, crashing from its encoder at record 300 of
+ * batch 2: in the second publish window, so the first window is stored by then.
+ */
+function crashingAtRecord300(
+  t: { context: NatsSuite },
+  appName: string,
+  subject: string,
+  clock: ManualClock,
+  queue: readonly Rec[][],
+  dir: string,
+): { ssc: StreamingContext; crashed: ReturnType<typeof deferred> } {
+  const crashed = deferred();
+  let first: StreamingContext | undefined;
+  first = sinkApp(t, appName, subject, clock, queue, {
+    onEncode: (r) => {
+      if (r.b === 2 && r.r === 300 && first) {
+        first.crash();
+        first = undefined;
+        crashed.resolve();
+      }
+    },
+  });
+  first.checkpoint(dir);
+  return { ssc: first, crashed };
+}
+
 /** Resumes `appName` from `dir`, runs until batch `until`, and returns the stream's messages. */
 async function resume(
   t: { context: NatsSuite },
@@ -242,20 +269,7 @@ test('toJetStream - a crash inside the sink (from its encoder, mid-batch) and a 
   const subject = `${stream}.out`;
   const dir = await t.context.dirs.make('sink-inside');
   const clock = new ManualClock();
-  const crashed = deferred();
-  let first: StreamingContext | undefined;
-  first = sinkApp(t, appName, subject, clock, queue, {
-    // Record 300 of batch 2 is in the second publish window: the first window is acked by then.
-    onEncode: (r) => {
-      if (r.b === 2 && r.r === 300 && first) {
-        first.crash();
-        first = undefined;
-        crashed.resolve();
-      }
-    },
-  });
-  const ssc = first;
-  ssc.checkpoint(dir);
+  const { ssc, crashed } = crashingAtRecord300(t, appName, subject, clock, queue, dir);
   // Sees when the crashed sink's run of batch 2 ends (graph is internal; the test only wraps the run).
   const sink = ssc.graph.outputs.find((op) => op.name.startsWith('toJetStream'));
   if (sink === undefined) throw new Error('no toJetStream output');
@@ -338,20 +352,7 @@ test('toJetStream - a resume after the duplicate window has passed still publish
   const subject = `${stream}.out`;
   const dir = await t.context.dirs.make('sink-window');
   const clock = new ManualClock();
-  const crashed = deferred();
-  let first: StreamingContext | undefined;
-  first = sinkApp(t, appName, subject, clock, queue, {
-    // Record 300 of batch 2 is in the second publish window: the first 256 are stored by then.
-    onEncode: (r) => {
-      if (r.b === 2 && r.r === 300 && first) {
-        first.crash();
-        first = undefined;
-        crashed.resolve();
-      }
-    },
-  });
-  const ssc = first;
-  ssc.checkpoint(dir);
+  const { ssc, crashed } = crashingAtRecord300(t, appName, subject, clock, queue, dir);
   await ssc.start();
   await ssc.runBatches(1);
   const stuck = ssc.runBatches(1).catch(() => {});
