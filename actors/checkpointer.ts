@@ -9,8 +9,10 @@
 import type { JournalEvent, SnapshotRef } from '../journal/events.ts';
 import type { Journal } from '../journal/journal.ts';
 import { blockIdsOf } from '../journal/recovery-plan.ts';
+import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import type { Allocation, FingerprintEntry, ReceivedBlock } from '../runtime/graph/wire.ts';
+import type { SnapshotKey } from '../snapshots/snapshot-codec.ts';
 import type { SnapshotStore } from '../snapshots/snapshot-store.ts';
 import type { CapturedPartition } from './transport/transport.ts';
 
@@ -26,7 +28,10 @@ export interface CheckpointSettings {
   readonly intervalMs: number;
   /** Every n-th checkpoint of a partition is full, the others are deltas. */
   readonly fullEvery: number;
-  /** Completed checkpoints kept (older snapshots and journal segments are deleted). */
+  /**
+   * Completed checkpoints kept at least (older snapshots and journal segments are
+   * deleted); more are kept until one of them shares no snapshot with the newest.
+   */
   readonly keepCheckpoints: number;
 }
 
@@ -59,6 +64,10 @@ export class Checkpointer {
   readonly #started: Started;
   #queue: Promise<unknown> = Promise.resolve();
   #checkpoints: Checkpoint[] = [];
+  /** Journal rolls asked for so far by this keeper (a failed one counts: segments are kept, not lost). */
+  #rolls = 0;
+  /** The roll that followed each checkpoint committed here: the journal is needed from it on to replay from it. */
+  #rollAfter = new Map<number, number>();
   #allocations = new Map<number, Allocated>();
   #completed = new Set<number>();
   #blocks = new Map<string, Block>();
@@ -82,13 +91,15 @@ export class Checkpointer {
     logger: Logger,
     started: Started,
     resumedFrom: Checkpoint | undefined,
+    older: readonly Checkpoint[] = [],
   ) {
     this.#journal = journal;
     this.#store = store;
     this.#settings = settings;
     this.#logger = logger;
     this.#started = started;
-    if (resumedFrom) this.#checkpoints.push(resumedFrom);
+    // The older checkpoints a recovery could still fall back to stay until a newer independent chain exists.
+    if (resumedFrom) this.#checkpoints.push(...older.filter((cp) => cp.time < resumedFrom.time), resumedFrom);
     this.restartChains();
   }
 
@@ -157,7 +168,11 @@ export class Checkpointer {
   blockReceived(stream: string, block: ReceivedBlock): Promise<void> {
     const event: Block = { v: 1, type: 'receiver.block', stream, block };
     this.#blocks.set(block.id, event);
-    return this.#serial(() => this.#journal.append(event));
+    // Synced: a receiver may acknowledge its source once this resolves.
+    return this.#serial(async () => {
+      await this.#journal.append(event);
+      await this.#journal.sync();
+    });
   }
 
   /** Journals who owns which partition slot from now on (cluster runs). */
@@ -243,8 +258,10 @@ export class Checkpointer {
       const refs: SnapshotRef[] = [];
       for (const [i, c] of captured.entries()) {
         // A worker on a cluster wrote its own snapshot; in-process the data comes here.
-        const size =
-          'stored' in c ? c.stored.bytes : await this.#store.write({ operator: c.operator, partition: c.partition, time }, c.data);
+        const key = { operator: c.operator, partition: c.partition, time };
+        const size = 'stored' in c ? c.stored.bytes : await this.#store.write(key, c.data);
+        // A full snapshot lets retention drop the chain before it: it must read back whole first.
+        if (!('stored' in c) && c.data.kind === 'full') await this.#verify(key, c.data.entries.length);
         bytes += size;
         entries += 'stored' in c ? c.stored.entries : c.data.entries.length;
         refs.push({ operator: c.operator, partition: c.partition, time, kind: kindOf(c), chain: chains[i] as number[], bytes: size });
@@ -274,6 +291,16 @@ export class Checkpointer {
     return { time, snapshotBytes: bytes, entries, writeMs: performance.now() - started };
   }
 
+  /** Reads a full snapshot just written back; CORRUPT_CHECKPOINT unless it is whole and holds every entry. */
+  async #verify(key: SnapshotKey, entries: number): Promise<void> {
+    const back = await this.#store.read(key);
+    if (back.kind !== 'full' || back.entries.length !== entries) {
+      throw new CorruptCheckpointError(
+        `snapshot ${key.operator}/${key.partition}/${key.time} reads back as a ${back.kind} one of ${back.entries.length} entries, not a full one of ${entries}`,
+      );
+    }
+  }
+
   /** Journals a graceful stop and makes everything durable. */
   stopped(time: number): Promise<void> {
     return this.#serial(async () => {
@@ -291,8 +318,35 @@ export class Checkpointer {
     );
   }
 
+  /**
+   * The checkpoints to keep: the newest `keepCheckpoints`, and back to the newest one
+   * that shares no snapshot with the latest, so that one damaged file cannot make
+   * every kept checkpoint unreadable. Without such a one, all of them (and the
+   * journal back to the start, see {@link #segmentsNeeded}).
+   */
+  #kept(latest: Checkpoint): Checkpoint[] {
+    const all = this.#checkpoints;
+    let fallback = all.length - 1;
+    while (fallback >= 0 && (all[fallback] === latest || !independent(all[fallback] as Checkpoint, latest))) fallback--;
+    const from = Math.min(Math.max(0, all.length - this.#settings.keepCheckpoints), Math.max(0, fallback));
+    return all.slice(from);
+  }
+
+  /**
+   * Journal segments to keep so that every kept checkpoint can still be replayed
+   * from: those since the roll after the oldest one. Every segment while no kept
+   * checkpoint is independent of the latest (a replay from the start is then the
+   * fallback), or while the oldest was committed before this keeper's first roll.
+   */
+  #segmentsNeeded(keep: readonly Checkpoint[], latest: Checkpoint): number {
+    const oldest = keep[0] as Checkpoint;
+    const roll = this.#rollAfter.get(oldest.time);
+    if (roll === undefined || !keep.some((cp) => cp !== latest && independent(cp, latest))) return Number.MAX_SAFE_INTEGER;
+    return Math.max(this.#settings.keepCheckpoints, this.#rolls - roll + 1);
+  }
+
   async #retain(latest: Checkpoint): Promise<void> {
-    const keep = this.#checkpoints.slice(-this.#settings.keepCheckpoints);
+    const keep = this.#kept(latest);
     this.#checkpoints = keep;
     // Batches up to the checkpoint are in its snapshots: their facts are no longer needed.
     for (const t of [...this.#allocations.keys()]) if (t <= latest.time) this.#allocations.delete(t);
@@ -311,7 +365,10 @@ export class Checkpointer {
       ...(this.#assignment ? [this.#assignment] : []),
     ];
     // In the journal's order: every fact the head names was handed to the journal before the roll.
-    await this.#serial(() => this.#journal.roll(head, this.#settings.keepCheckpoints));
+    this.#rollAfter.set(latest.time, ++this.#rolls);
+    for (const t of [...this.#rollAfter.keys()]) if (!keep.some((cp) => cp.time === t)) this.#rollAfter.delete(t);
+    const keepSegments = this.#segmentsNeeded(keep, latest);
+    await this.#serial(() => this.#journal.roll(head, keepSegments));
     const keepTimes = new Set<string>();
     for (const cp of keep)
       for (const ref of cp.snapshots) for (const t of ref.chain) keepTimes.add(`${ref.operator}/${ref.partition}/${t}`);
@@ -334,6 +391,14 @@ export class Checkpointer {
   ): Started {
     return { v: 1, type: 'context.started', appName, batchDurationMs, zeroTimeMs, epoch, graph };
   }
+}
+
+/** True when `older` reads no snapshot file that `latest` reads: a damaged one cannot break both. */
+function independent(older: Checkpoint, latest: Checkpoint): boolean {
+  return latest.snapshots.every((ref) => {
+    const other = older.snapshots.find((o) => o.operator === ref.operator && o.partition === ref.partition);
+    return other === undefined || !other.chain.some((t) => ref.chain.includes(t));
+  });
 }
 
 function kindOf(c: CapturedState): 'full' | 'delta' {

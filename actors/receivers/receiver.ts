@@ -5,10 +5,17 @@
  */
 
 import { assert } from '../../runtime/base/assert.ts';
-import { InvalidConfigError, SourceFailedError } from '../../runtime/base/errors.ts';
+import type { CancelTimer } from '../../runtime/base/clock.ts';
+import { InvalidConfigError, InvalidStateError, SourceFailedError } from '../../runtime/base/errors.ts';
 import { type Logger, reasonOf } from '../../runtime/base/logger.ts';
 import type { InputSource, OpenInput, ReceiverBuffer, SourceEnv } from '../../runtime/graph/input-source.ts';
 import type { ReceivedBlock } from '../../runtime/graph/wire.ts';
+
+/** Marks `p` handled (no unhandled-rejection crash when a caller ignores it) and returns it. */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
 
 /** What a running receiver is connected to. */
 interface ReceiverLink {
@@ -32,6 +39,10 @@ export abstract class Receiver<T> {
   #link: ReceiverLink | undefined;
   #stopped = true;
   #buffered = 0;
+  /** Records handed over so far, and how many of them are in blocks written ahead. */
+  #storedSeq = 0;
+  #durableSeq = 0;
+  #waiters: { readonly seq: number; readonly resolve: () => void; readonly reject: (error: Error) => void }[] = [];
 
   /** Starts receiving; may return a promise. */
   abstract onStart(): void | Promise<void>;
@@ -40,25 +51,39 @@ export abstract class Receiver<T> {
 
   /**
    * Hands one record to the stream. An array is one record (a pair stays a pair):
-   * use `storeAll` for many records.
+   * use `storeAll` for many records. The promise resolves once the record is in a
+   * block written ahead (the journal, on an app with a checkpoint), at most one block
+   * interval later: a receiver that acknowledges its source only then loses nothing
+   * to a crash. It rejects when the receiver is stopped or the write failed; ignoring
+   * it is fine for sources that cannot re-send.
    */
-  store(record: T): void {
-    this.#push([record]);
+  store(record: T): Promise<void> {
+    return this.#push([record]);
   }
 
   /**
    * Hands every record of an array or iterable to the stream, in order. The records
    * are copied first, so the caller may reuse its buffer as soon as this returns.
+   * Resolves as {@link Receiver.store} does, for the last of them.
    */
-  storeAll(records: Iterable<T>): void {
-    this.#push(Array.from(records));
+  storeAll(records: Iterable<T>): Promise<void> {
+    return this.#push(Array.from(records));
   }
 
-  #push(batch: T[]): void {
+  #push(batch: T[]): Promise<void> {
     const link = this.#link;
-    if (link === undefined || this.#stopped || batch.length === 0) return;
+    if (link === undefined || this.#stopped)
+      return handled(Promise.reject(new InvalidStateError('the receiver is stopped: records not stored')));
+    if (batch.length === 0) return this.#whenDurable(this.#storedSeq);
     this.#buffered += batch.length;
+    this.#storedSeq += batch.length;
     link.buffer.store(batch);
+    return this.#whenDurable(this.#storedSeq);
+  }
+
+  #whenDurable(seq: number): Promise<void> {
+    if (seq <= this.#durableSeq) return Promise.resolve();
+    return handled(new Promise<void>((resolve, reject) => this.#waiters.push({ seq, resolve, reject })));
   }
 
   /** Records stored and not yet allocated to a batch (for backpressure). */
@@ -105,6 +130,27 @@ export abstract class Receiver<T> {
     await this.onStart();
   }
 
+  /** @internal Records handed over so far (a cut asked for now takes exactly these). */
+  get storedSeq(): number {
+    return this.#storedSeq;
+  }
+
+  /** @internal The first `seq` records are in blocks written ahead: their store() promises resolve. */
+  durableUpTo(seq: number): void {
+    if (seq <= this.#durableSeq) return;
+    this.#durableSeq = seq;
+    const due = this.#waiters.filter((w) => w.seq <= seq);
+    this.#waiters = this.#waiters.filter((w) => w.seq > seq);
+    for (const w of due) w.resolve();
+  }
+
+  /** @internal Writing ahead failed or the receiver stopped first: waiting store() promises reject. */
+  notStored(error: Error): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+
   /** @internal */
   drained(count: number): void {
     this.#buffered = Math.max(0, this.#buffered - count);
@@ -120,9 +166,10 @@ export abstract class Receiver<T> {
 }
 
 /**
- * The input source of a receiver: the engine's buffer collects what it stores; each
- * batch cuts everything collected so far into a block, which is written ahead
- * (journaled when the app checkpoints) before the batch may use it.
+ * The input source of a receiver: the engine's buffer collects what it stores; every
+ * block interval (and at each batch) what was collected is cut into a block and
+ * written ahead (journaled when the app checkpoints) before its store() promises
+ * resolve; a batch takes every block written since the last one.
  *
  * @example
  * receiverSource(new Ticks())
@@ -142,24 +189,73 @@ export function receiverSource<T>(
       if (used || !receiver.isStopped()) throw new InvalidConfigError(`${env.name}: a receiver instance can feed only one stream`);
       used = true;
       const blocks = new Map<string, readonly unknown[]>(env.recovery?.blocks ?? []);
-      let pending: ReceivedBlock[] = [...(env.recovery?.pending ?? [])];
+      // Written ahead, not yet allocated (a stop or crash left them: they go first).
+      let ready: ReceivedBlock[] = [...(env.recovery?.pending ?? [])];
+      // Cut, not yet written (a write failed: retried before anything newer).
+      const unwritten: ReceivedBlock[] = [];
+      let cutSeq = 0;
+      let closed = false;
       const buffer = env.receiverHost.openBuffer(env.name, {
         received: (records) => env.received(records),
         drained: (records) => receiver.drained(records),
       });
+      const flush = async (time: number): Promise<void> => {
+        const upTo = receiver.storedSeq;
+        if (upTo !== cutSeq) {
+          cutSeq = upTo;
+          const cut = await buffer.cut(time);
+          if (cut !== null) unwritten.push(cut);
+        }
+        while (unwritten.length > 0) {
+          await env.writeBlock(unwritten[0] as ReceivedBlock);
+          ready.push(unwritten.shift() as ReceivedBlock);
+        }
+        receiver.durableUpTo(upTo);
+      };
+      // One cut at a time, each written before the next: blocks reach the log in the order their records came.
+      let writing: Promise<void> = Promise.resolve();
+      const serial = (time: number): Promise<void> => {
+        const run = writing.then(() => flush(time));
+        writing = run.catch(() => {});
+        return run;
+      };
+      let failing = false;
+      let cancelTimer: CancelTimer = () => {};
+      const onBlockTimer = (): void => {
+        if (closed) return;
+        const at = env.clock.now();
+        if (receiver.storedSeq !== cutSeq || unwritten.length > 0) {
+          serial(at).then(
+            () => {
+              if (failing) env.logger.info({ stream: env.name }, 'writing received blocks ahead works again');
+              failing = false;
+            },
+            (error: unknown) => {
+              if (!failing)
+                env.logger.warn({ stream: env.name, reason: reasonOf(error) }, 'writing a received block ahead failed; retrying');
+              failing = true;
+            },
+          );
+        }
+        cancelTimer = env.clock.setTimer(at + env.blockIntervalMs, onBlockTimer);
+      };
+      cancelTimer = env.clock.setTimer(env.clock.now() + env.blockIntervalMs, onBlockTimer);
       await receiver.attach({ buffer, env });
+      const release = async (): Promise<boolean> => {
+        await receiver.detach();
+        await serial(env.clock.now()).catch(() => {});
+        receiver.notStored(new InvalidStateError(`${env.name}: stopped before the records could be written ahead`));
+        return ready.length > 0 || unwritten.length > 0;
+      };
       return {
         async allocate(time) {
-          const cut = await buffer.cut(time);
-          const ready = pending;
-          pending = [];
-          if (cut !== null) {
-            await env.writeBlock(cut);
-            ready.push(cut);
-          }
-          for (const b of ready) blocks.set(b.id, b.records);
-          return { type: 'blocks', ids: ready.map((b) => b.id) };
+          await serial(time);
+          const taken = ready;
+          ready = [];
+          for (const b of taken) blocks.set(b.id, b.records);
+          return { type: 'blocks', ids: taken.map((b) => b.id) };
         },
+        stopReceiving: release,
         async read(allocation) {
           assert(allocation.type === 'blocks', `${env.name} cannot read a ${allocation.type} allocation`);
           const out: T[] = [];
@@ -172,10 +268,10 @@ export function receiverSource<T>(
           return out;
         },
         async close() {
-          await receiver.detach();
-          // Records accepted since the last batch would be lost on a graceful stop: written ahead as a pending block, the next start allocates them first.
-          const rest = await buffer.cut(env.clock.now()).catch(() => null);
-          if (rest !== null) await env.writeBlock(rest).catch(() => {});
+          closed = true;
+          cancelTimer();
+          // What was accepted and not yet in a batch stays written ahead: the next start allocates it first.
+          await release();
         },
       };
     },

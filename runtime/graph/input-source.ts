@@ -16,6 +16,8 @@ export interface SourceEnv {
   readonly logger: Logger;
   readonly name: string;
   readonly batchDurationMs: number;
+  /** How often a receiver's records are cut into a block and written ahead. */
+  readonly blockIntervalMs: number;
   readonly zeroTimeMs: number;
   /** Reports a failure the app must see (stops the context with SOURCE_FAILED). */
   fail(error: Error): void;
@@ -85,6 +87,11 @@ export interface OpenInput<T> {
    * that has it is read where each partition is computed (nothing is shipped).
    */
   readPartition?(allocation: Allocation, partition: number, partitions: number): Promise<T[]>;
+  /**
+   * Stops taking in records (a graceful stop); resolves true when records accepted
+   * before it wait for a batch, so the stop runs one more.
+   */
+  stopReceiving?(): Promise<boolean>;
   /** Where the input stands (queue index, files seen), stored with each checkpoint. */
   position?(): unknown;
   close(): Promise<void>;

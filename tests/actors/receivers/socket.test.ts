@@ -271,8 +271,9 @@ test('socketTextStream - reading pauses at bufferedLinesMax and resumes after a 
   t.timeout(60_000);
   const bufferedLinesMax = 1000;
   const { ssc, received, out, conn } = await setup('sock-pause', { bufferedLinesMax });
+  // 1 MB: a paused socket reads one more chunk (64 KiB) per cut at most, and a batch has 6 cuts (5 block intervals and its own).
   const count = 20_000;
-  const lines = Array.from({ length: count }, (_, i) => `${i}`);
+  const lines = Array.from({ length: count }, (_, i) => `${i} ${'y'.repeat(45)}`);
   const sent = write(conn, `${lines.join('\n')}\n`);
   let taken = 0;
   for (let round = 0; round < 200 && taken < count; round++) {
