@@ -3,7 +3,7 @@
  * address where an answer is expected. Data travels as whole batch-partitions.
  */
 
-import type { ReceivedBlock } from '../runtime/graph/wire.ts';
+import type { ReceivedBlock, SetAside } from '../runtime/graph/wire.ts';
 import type { ActorRef } from './system.ts';
 
 /** A reply: a value, or the error that prevented it. */
@@ -20,6 +20,7 @@ export type OutputMessage = {
 /** Messages to a receiver actor. */
 export type ReceiverMessage =
   | { readonly type: 'receiver.store'; readonly records: readonly unknown[] }
+  | { readonly type: 'receiver.setAside'; readonly letter: SetAside }
   | { readonly type: 'receiver.cut'; readonly replyTo: ActorRef<Reply<ReceivedBlock | null>>; readonly time: number };
 
 /** Messages to the driver. */

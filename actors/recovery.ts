@@ -16,7 +16,7 @@ import { compareFingerprints, fingerprintOf } from '../runtime/graph/fingerprint
 import type { GraphNode, OutputOp, PartitionState } from '../runtime/graph/graph.ts';
 import type { InputRecovery } from '../runtime/graph/input-source.ts';
 import type { Plan } from '../runtime/graph/plan.ts';
-import type { Allocation, SnapshotData } from '../runtime/graph/wire.ts';
+import type { Allocation, ReceivedBlock, SnapshotData } from '../runtime/graph/wire.ts';
 import { checkNatsServerFor, connectNats, isNatsUrl, type NatsOptions, parseNatsUrl } from '../runtime/nats/nats-connection.ts';
 import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { JetStreamSnapshotStore } from '../snapshots/jetstream-snapshot-store.ts';
@@ -103,8 +103,8 @@ function inputRecoveries(
       const a = folded.allocations.get(t)?.[key];
       if (a !== undefined) allocations.push(a);
     }
-    const blocks = new Map<string, readonly unknown[]>();
-    for (const { stream, block } of folded.blocks.values()) if (stream === key) blocks.set(block.id, block.records);
+    const blocks = new Map<string, ReceivedBlock>();
+    for (const { stream, block } of folded.blocks.values()) if (stream === key) blocks.set(block.id, block);
     out.set(node.id, { position: cp?.positions[key], allocations, blocks, pending: pendingBlocks(folded, key) });
   }
   return out;

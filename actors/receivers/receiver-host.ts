@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { assertNever } from '../../runtime/base/assert.ts';
 import type { ReceiverBuffer, ReceiverBufferHooks, ReceiverHost } from '../../runtime/graph/input-source.ts';
-import type { ReceivedBlock } from '../../runtime/graph/wire.ts';
+import type { ReceivedBlock, SetAside } from '../../runtime/graph/wire.ts';
 import { type ReceiverMessage, type Reply, unwrap } from '../messages.ts';
 import { type ActorRef, ask, dispatch, spawnActor } from '../system.ts';
 
@@ -21,6 +21,7 @@ function actorName(name: string): string {
 
 interface Buffer {
   records: unknown[];
+  letters: SetAside[];
   blocks: number;
 }
 
@@ -29,18 +30,22 @@ let blockSeq = 0;
 const processToken = `${process.pid}.${randomBytes(4).toString('hex')}`;
 
 function openBuffer(parent: ActorRef<never>, name: string, hooks: ReceiverBufferHooks): ReceiverBuffer {
-  const ref = spawnActor<Buffer, ReceiverMessage>(parent, actorName(name), { records: [], blocks: 0 }, (buf, msg) => {
+  const ref = spawnActor<Buffer, ReceiverMessage>(parent, actorName(name), { records: [], letters: [], blocks: 0 }, (buf, msg) => {
     switch (msg.type) {
       case 'receiver.store':
         for (const r of msg.records) buf.records.push(r);
         hooks.received(msg.records.length);
         return buf;
+      case 'receiver.setAside':
+        buf.letters.push(msg.letter);
+        return buf;
       case 'receiver.cut': {
-        const records = buf.records;
-        const block = records.length === 0 ? null : { id: `${name}-${msg.time}-${processToken}-${++blockSeq}`, records };
+        const { records, letters } = buf;
+        const id = `${name}-${msg.time}-${processToken}-${++blockSeq}`;
+        const block = records.length === 0 && letters.length === 0 ? null : { id, records, ...(letters.length > 0 ? { letters } : {}) };
         dispatch(msg.replyTo, { ok: true, value: block });
         hooks.drained(records.length);
-        return { records: [], blocks: buf.blocks + (block ? 1 : 0) };
+        return { records: [], letters: [], blocks: buf.blocks + (block ? 1 : 0) };
       }
       default:
         return assertNever(msg);
@@ -49,6 +54,9 @@ function openBuffer(parent: ActorRef<never>, name: string, hooks: ReceiverBuffer
   return {
     store(records) {
       dispatch(ref, { type: 'receiver.store', records });
+    },
+    setAside(letter) {
+      dispatch(ref, { type: 'receiver.setAside', letter });
     },
     cut(time) {
       return ask<ReceiverMessage, Reply<ReceivedBlock | null>>(ref, (replyTo) => ({ type: 'receiver.cut', replyTo, time }), 60_000).then(

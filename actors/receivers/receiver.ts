@@ -96,6 +96,16 @@ export abstract class Receiver<T> {
     return this.#stopped;
   }
 
+  /**
+   * Sets aside input that cannot be a record (bytes that are not valid UTF-8, a line
+   * over its limit): it goes to the app's dead letters with the batch that takes the
+   * records stored around it.
+   */
+  protected setAside(record: unknown, error: string): void {
+    if (this.#link === undefined || this.#stopped) return;
+    this.#link.buffer.setAside({ record, error });
+  }
+
   /** Logs a problem without stopping. */
   reportError(message: string, error?: unknown): void {
     this.logger.warn(error === undefined ? {} : { reason: reasonOf(error) }, message);
@@ -188,7 +198,7 @@ export function receiverSource<T>(
       // Each receiverStream() call makes its own source, so the instance itself is checked too.
       if (used || !receiver.isStopped()) throw new InvalidConfigError(`${env.name}: a receiver instance can feed only one stream`);
       used = true;
-      const blocks = new Map<string, readonly unknown[]>(env.recovery?.blocks ?? []);
+      const blocks = new Map<string, ReceivedBlock>(env.recovery?.blocks ?? []);
       // Written ahead, not yet allocated (a stop or crash left them: they go first).
       let ready: ReceivedBlock[] = [...(env.recovery?.pending ?? [])];
       // Cut, not yet written (a write failed: retried before anything newer).
@@ -252,18 +262,19 @@ export function receiverSource<T>(
           await serial(time);
           const taken = ready;
           ready = [];
-          for (const b of taken) blocks.set(b.id, b.records);
+          for (const b of taken) blocks.set(b.id, b);
           return { type: 'blocks', ids: taken.map((b) => b.id) };
         },
         stopReceiving: release,
-        async read(allocation) {
+        async read(allocation, setAside) {
           assert(allocation.type === 'blocks', `${env.name} cannot read a ${allocation.type} allocation`);
           const out: T[] = [];
           for (const id of allocation.ids) {
-            const records = blocks.get(id);
-            if (records === undefined) throw new Error(`${env.name}: received block ${id} is missing from the write-ahead log`);
+            const block = blocks.get(id);
+            if (block === undefined) throw new Error(`${env.name}: received block ${id} is missing from the write-ahead log`);
             blocks.delete(id);
-            for (const r of records) out.push(r as T);
+            for (const r of block.records) out.push(r as T);
+            for (const l of block.letters ?? []) setAside?.(l);
           }
           return out;
         },

@@ -11,7 +11,27 @@ import { createHash } from 'node:crypto';
 import { JetStreamApiError, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { encodeValue } from '../../runtime/base/cbor.ts';
-import type { Allocation } from '../../runtime/graph/wire.ts';
+import type { Allocation, ReceivedBlock, SetAside } from '../../runtime/graph/wire.ts';
+
+/**
+ * The records of logged blocks, handing their dead letters to `setAside`.
+ *
+ * @example
+ * walRecords([[1, 2], { records: [3], letters: [{ record: 'x', error: 'bad' }] }], push) // [1, 2, 3]
+ */
+export function walRecords(messages: readonly unknown[], setAside?: (letter: SetAside) => void): unknown[] {
+  const out: unknown[] = [];
+  for (const m of messages) {
+    if (Array.isArray(m)) {
+      for (const r of m) out.push(r);
+      continue;
+    }
+    const block = m as { records: readonly unknown[]; letters: readonly SetAside[] };
+    for (const r of block.records) out.push(r);
+    for (const l of block.letters) setAside?.(l);
+  }
+  return out;
+}
 
 /** Names of the log of one receiver input. */
 export interface WalNames {
@@ -65,12 +85,10 @@ export async function ensureWal(nc: NatsConnection, names: WalNames, replicas: n
  * @example
  * const seq = await appendBlock(nc, names, block);
  */
-export async function appendBlock(
-  nc: NatsConnection,
-  names: WalNames,
-  block: { id: string; records: readonly unknown[] },
-): Promise<number> {
-  const ack = await jetstream(nc).publish(names.subject, encodeValue(block.records), { msgID: block.id, timeout: 10_000 });
+export async function appendBlock(nc: NatsConnection, names: WalNames, block: ReceivedBlock): Promise<number> {
+  // The records alone, or with the block's dead letters (see walRecords).
+  const body = block.letters === undefined ? block.records : { records: block.records, letters: block.letters };
+  const ack = await jetstream(nc).publish(names.subject, encodeValue(body), { msgID: block.id, timeout: 10_000 });
   return ack.seq;
 }
 

@@ -392,7 +392,9 @@ export class PartitionWorker {
       if (a.inputs[String(node.id)] !== this.id) continue;
       at(node.name);
       if (input === undefined) throw new InvalidStateError(`worker ${this.id} cannot read input ${node.name}`);
-      const data = await input.read(allocations.get(node.id) as Allocation);
+      const data = await input.read(allocations.get(node.id) as Allocation, (l) =>
+        deadLetters.push({ operator: node.name, time, record: l.record, error: l.error }),
+      );
       records += data.length;
       splitIntoPartitions(data, node.partitions).forEach((part, q) => {
         send(ownerOf(a, q), `${time}|in|${node.id}|${q}`, part);

@@ -18,7 +18,7 @@ import { type Receiver, receiverSource } from '../../actors/receivers/receiver.t
 import { actorReceiverHost } from '../../actors/receivers/receiver-host.ts';
 import { type SocketTextStreamOptions, socketTextSource } from '../../actors/receivers/socket.ts';
 import { type TextFileStreamOptions, textFileSource } from '../../actors/receivers/text-file.ts';
-import { appendBlock, ensureWal, type WalNames, walAllocation, walNames } from '../../actors/receivers/wal.ts';
+import { appendBlock, ensureWal, type WalNames, walAllocation, walNames, walRecords } from '../../actors/receivers/wal.ts';
 import { type OpenedCheckpoint, openCheckpoint } from '../../actors/recovery.ts';
 import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../../actors/system.ts';
 import type { AssignmentWire } from '../../actors/transport/transport.ts';
@@ -748,13 +748,13 @@ export class StreamingContext {
           const names = namesOf(node);
           if (!opened.has(node.id)) {
             await ensureWal(nc, names, replicas);
-            const log = await jetstreamSource<unknown[]>({ stream: names.stream, decoder: 'cbor' }).open({
+            const log = await jetstreamSource<unknown>({ stream: names.stream, decoder: 'cbor' }).open({
               ...this.#sourceEnv(node),
               nats: () => Promise.resolve(nc),
             });
             opened.set(node.id, {
               allocate: () => Promise.reject(new InvalidStateError(`${node.name}: allocated by its receiver's worker`)),
-              read: async (allocation) => (await log.read(allocation)).flat(),
+              read: async (allocation, setAside) => walRecords(await log.read(allocation), setAside),
               close: async () => {
                 await running.get(node.id)?.input.close();
                 running.delete(node.id);

@@ -6,7 +6,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../base/clock.ts';
 import type { Logger } from '../base/logger.ts';
-import type { Allocation, ReceivedBlock } from './wire.ts';
+import type { Allocation, ReceivedBlock, SetAside } from './wire.ts';
 
 /** What a source may use while it runs. */
 export interface SourceEnv {
@@ -61,6 +61,8 @@ export interface ReceiverBufferHooks {
 export interface ReceiverBuffer {
   /** Adds records without waiting. */
   store(records: readonly unknown[]): void;
+  /** Adds a dead letter (input that is not a record) to the next block. */
+  setAside(letter: SetAside): void;
   /** Cuts everything stored so far into a block named after `timeMs`, or null when nothing was stored. */
   cut(timeMs: number): Promise<ReceivedBlock | null>;
 }
@@ -72,7 +74,7 @@ export interface InputRecovery {
   /** Allocations of the batches after the checkpoint, oldest first (they will be replayed). */
   readonly allocations: readonly Allocation[];
   /** Received blocks the journal holds for this input, by id. */
-  readonly blocks: ReadonlyMap<string, readonly unknown[]>;
+  readonly blocks: ReadonlyMap<string, ReceivedBlock>;
   /** Blocks received but not yet allocated when the app stopped: they go into the next batch. */
   readonly pending: readonly ReceivedBlock[];
 }
@@ -80,7 +82,12 @@ export interface InputRecovery {
 /** A running source. */
 export interface OpenInput<T> {
   allocate(timeMs: number): Promise<Allocation>;
-  read(allocation: Allocation): Promise<T[]>;
+  /**
+   * The records of an allocation; input that cannot be a record (bad bytes, too
+   * long, a file gone) goes to `setAside`, the batch's dead letters, deterministically
+   * (a replay decides the same).
+   */
+  read(allocation: Allocation, setAside?: (letter: SetAside) => void): Promise<T[]>;
   /**
    * Reads only partition `partition` of `partitions` of the batch: exactly what
    * splitting `read(allocation)` into contiguous partitions would give. A source

@@ -19,10 +19,18 @@ export type Allocation =
   | { readonly type: 'blocks'; readonly ids: readonly string[] }
   | { readonly type: 'jetstream'; readonly stream: string; readonly from: number; readonly to: number };
 
-/** Records a receiver accepted, cut into a block when a batch is allocated. */
+/** Records a receiver accepted, cut into a block every block interval. */
 export interface ReceivedBlock {
   readonly id: string;
   readonly records: readonly unknown[];
+  /** What the receiver could not take (a line of invalid UTF-8, too long): dead letters of the batch that reads the block. */
+  readonly letters?: readonly SetAside[];
+}
+
+/** Input a source could not turn into a record, and why. */
+export interface SetAside {
+  readonly record: unknown;
+  readonly error: string;
 }
 
 /** One node or output of the graph, as compared across restarts. */

@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
-import { LineSplitter } from '../../../actors/receivers/socket.ts';
+import { LineSplitter } from '../../../actors/receivers/lines.ts';
 import { InvalidConfigError, type SocketTextStreamOptions, StreamingContext } from '../../../runtime/api/index.ts';
 import { type CollectedBatch, collectBatches, ManualClock } from '../../../runtime/api/testing.ts';
 
@@ -292,16 +292,26 @@ test('socketTextStream - reading pauses at bufferedLinesMax and resumes after a 
   t.true(out.filter((b) => b.records.length > 0).length >= 2);
 });
 
-test('socketTextStream - lines longer than lineCharsMax are cut there', async (t) => {
+test('socketTextStream - a line over lineBytesMax or not UTF-8 is a dead letter, the others go on', async (t) => {
   t.timeout(20_000);
-  const { ssc, received, out, conn } = await setup('sock-long', { lineCharsMax: 5 });
+  const { ssc, received, out, conn } = await setup('sock-long', { lineBytesMax: 5 });
+  const letters: { stream: string; error: string }[] = [];
+  ssc.addStreamingListener({ onDeadLetter: (l) => void letters.push(l) });
   await write(conn, 'short\n0123456789abc');
   await received.untilRecords(1);
-  await write(conn, 'def\nok\n');
+  await write(conn, Buffer.concat([Buffer.from('def\nok\nb'), Buffer.from([0xff, 0xfe]), Buffer.from('d\n\u00e9t\u00e9\n')]));
   await received.untilRecords(3);
   await ssc.runBatches(1);
   await ssc.stop();
-  t.deepEqual(out[0]?.records, ['short', '01234', 'ok']);
+  t.deepEqual(out[0]?.records, ['short', 'ok', '\u00e9t\u00e9'], '5 bytes of UTF-8 are within the limit; nothing is cut or replaced');
+  t.deepEqual(
+    letters.map((l) => l.error.replace(/^127\.0\.0\.1:\d+: /, '')),
+    ['line of 16 bytes is longer than lineBytesMax (5)', 'line is not valid UTF-8'],
+  );
+  t.true(
+    letters.every((l) => l.stream.startsWith('socketTextStream')),
+    'the letters name the stream',
+  );
 });
 
 test('socketTextStream - ssc.stop() closes the connection', async (t) => {
@@ -323,27 +333,44 @@ test('socketTextStream - a bad host or port is refused when the stream is declar
 
 // ---- LineSplitter: the pure splitting logic, fed one byte at a time ----------------
 
-function splitBytewise(text: string, lineCharsMax = 1024): string[] {
-  const splitter = new LineSplitter(lineCharsMax);
+function splitBytewise(text: string | Buffer, lineBytesMax = 1024): { lines: string[]; rejected: string[] } {
+  const splitter = new LineSplitter(lineBytesMax);
   const lines: string[] = [];
-  for (const byte of Buffer.from(text, 'utf8')) lines.push(...splitter.push(Buffer.from([byte])));
-  lines.push(...splitter.end());
-  return lines;
+  const rejected: string[] = [];
+  const take = (r: { lines: string[]; rejected: { error: string }[] }) => {
+    lines.push(...r.lines);
+    rejected.push(...r.rejected.map((x) => x.error));
+  };
+  for (const byte of typeof text === 'string' ? Buffer.from(text, 'utf8') : text) take(splitter.push(Buffer.from([byte])));
+  take(splitter.end());
+  return { lines, rejected };
 }
 
 test('socketTextStream - LineSplitter rebuilds lines and multi-byte characters fed byte by byte', (t) => {
-  t.deepEqual(splitBytewise('h\u00e9\u20ac\u{1F600}\nsecond\r\n\nlast'), ['h\u00e9\u20ac\u{1F600}', 'second', '', 'last']);
+  t.deepEqual(splitBytewise('h\u00e9\u20ac\u{1F600}\nsecond\r\n\nlast').lines, ['h\u00e9\u20ac\u{1F600}', 'second', '', 'last']);
 });
 
 test('socketTextStream - LineSplitter end() drops the CR of a last line ended by a bare CR', (t) => {
-  t.deepEqual(splitBytewise('a\r\nb\r'), ['a', 'b']);
+  t.deepEqual(splitBytewise('a\r\nb\r').lines, ['a', 'b']);
 });
 
 test('socketTextStream - LineSplitter end() gives nothing when the text ended with a newline', (t) => {
-  t.deepEqual(splitBytewise('a\nb\n'), ['a', 'b']);
-  t.deepEqual(splitBytewise(''), []);
+  t.deepEqual(splitBytewise('a\nb\n').lines, ['a', 'b']);
+  t.deepEqual(splitBytewise('').lines, []);
 });
 
-test('socketTextStream - LineSplitter cuts a long line at lineCharsMax, also the last one', (t) => {
-  t.deepEqual(splitBytewise('abcdefgh\nxy\nabcdefgh', 4), ['abcd', 'xy', 'abcd']);
+test('socketTextStream - LineSplitter rejects a line over lineBytesMax whole, also the last one, and counts its bytes', (t) => {
+  const r = splitBytewise('abcdefgh\nxy\r\nabcd\r\nabcdefgh', 4);
+  t.deepEqual(r.lines, ['xy', 'abcd'], 'a CRLF does not count against the limit');
+  t.deepEqual(r.rejected, ['line of 8 bytes is longer than lineBytesMax (4)', 'line of 8 bytes is longer than lineBytesMax (4)']);
+});
+
+test('socketTextStream - LineSplitter sets aside a line that is not UTF-8 instead of replacing bytes', (t) => {
+  // A lone continuation byte, an overlong encoding, a truncated 3-byte character: each line alone is bad.
+  const bad = [Buffer.from([0x80]), Buffer.from([0xc0, 0xaf]), Buffer.from([0xe2, 0x82])];
+  const text = Buffer.concat([Buffer.from('good\n'), ...bad.flatMap((b) => [b, Buffer.from('\n')]), Buffer.from('\u20ac\n')]);
+  for (const lines of [splitBytewise(text), ((s) => ({ ...s.push(text), end: s.end() }))(new LineSplitter(1024))]) {
+    t.deepEqual(lines.lines, ['good', '\u20ac']);
+    t.is((lines.rejected as unknown[]).length, 3);
+  }
 });
