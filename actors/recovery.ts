@@ -9,7 +9,7 @@ import type { JournalEvent } from '../journal/events.ts';
 import { FileJournal } from '../journal/file-journal.ts';
 import { JetStreamJournal } from '../journal/jetstream-journal.ts';
 import type { Journal, JournalContents } from '../journal/journal.ts';
-import { blockIdsOf, foldJournal, type JournalState, pendingBlocks } from '../journal/recovery-plan.ts';
+import { blockIdsOf, foldJournal, type JournalState, missingAllocation, pendingBlocks } from '../journal/recovery-plan.ts';
 import { CorruptCheckpointError, IncompatibleCheckpointError } from '../runtime/base/errors.ts';
 import type { Logger } from '../runtime/base/logger.ts';
 import { compareFingerprints, fingerprintOf } from '../runtime/graph/fingerprint.ts';
@@ -110,6 +110,55 @@ function inputRecoveries(
   return out;
 }
 
+/** Whether a replay from `fromMs` has every batch it needs; else a reason. */
+function replayGap(folded: JournalState, fromMs: number, args: OpenCheckpointArgs): string | undefined {
+  const missing = missingAllocation(folded, fromMs, args.batchDurationMs);
+  return missing === undefined ? undefined : `the journal no longer holds batch ${missing} to replay from it`;
+}
+
+/**
+ * The newest checkpoint whose states read back and whose replay the journal still
+ * holds, with its states; else none, to replay from the start if the journal still
+ * reaches it. Each one passed over is logged with why (the file and offset of a bad
+ * frame); when none will do, CORRUPT_CHECKPOINT lists them all.
+ */
+async function chooseCheckpoint(
+  args: OpenCheckpointArgs,
+  folded: JournalState,
+  store: SnapshotStore,
+  zeroTimeMs: number,
+  complete: boolean,
+): Promise<{ chosen: Checkpoint | undefined; restored: Map<number, PartitionState[]> }> {
+  const reasons: string[] = [];
+  for (const cp of [...folded.checkpoints].reverse()) {
+    const gap = replayGap(folded, cp.time, args);
+    if (gap !== undefined) {
+      args.logger.warn({ time: cp.time, reason: gap }, 'checkpoint cannot be replayed from: falling back to the previous one');
+      reasons.push(`checkpoint ${cp.time}: ${gap}`);
+      continue;
+    }
+    if (args.loadStates === false) return { chosen: cp, restored: new Map() };
+    try {
+      return { chosen: cp, restored: await loadStates(cp, args, store) };
+    } catch (error) {
+      if (!(error instanceof CorruptCheckpointError)) throw error;
+      args.logger.warn(
+        { err: error, time: cp.time, reason: error.message },
+        'checkpoint unreadable: falling back to the previous one (longer replay)',
+      );
+      reasons.push(`checkpoint ${cp.time}: ${error.message}`);
+    }
+  }
+  if (folded.checkpoints.length > 0) {
+    const gap = complete ? replayGap(folded, zeroTimeMs, args) : 'the journal no longer goes back to the start';
+    if (gap !== undefined) {
+      throw new CorruptCheckpointError(`no checkpoint in ${args.dir} can be read and ${gap}: cannot recover (${reasons.join('; ')})`);
+    }
+    args.logger.warn({ checkpoints: folded.checkpoints.length }, 'no checkpoint can be read: replaying every batch from the start');
+  }
+  return { chosen: undefined, restored: new Map() };
+}
+
 async function openStores(args: OpenCheckpointArgs): Promise<{ journal: Journal; store: SnapshotStore }> {
   if (!isNatsUrl(args.dir)) return { journal: new FileJournal(args.dir, args.logger), store: new FileSnapshotStore(args.dir) };
   const target = parseNatsUrl(args.dir, args.nats);
@@ -166,25 +215,7 @@ export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCh
       if (folded.started.appName !== args.appName) differences.unshift(`appName: ${folded.started.appName} -> ${args.appName}`);
       if (differences.length > 0) throw new IncompatibleCheckpointError(differences);
       zeroTimeMs = folded.started.zeroTimeMs;
-      for (const cp of [...folded.checkpoints].reverse()) {
-        if (args.loadStates === false) {
-          chosen = cp;
-          break;
-        }
-        try {
-          restored = await loadStates(cp, args, store);
-          chosen = cp;
-          break;
-        } catch (error) {
-          if (!(error instanceof CorruptCheckpointError)) throw error;
-          args.logger.warn({ err: error, time: cp.time }, 'checkpoint unreadable: falling back to the previous one (longer replay)');
-        }
-      }
-      if (chosen === undefined && folded.checkpoints.length > 0 && !contents.complete) {
-        throw new CorruptCheckpointError(
-          `no checkpoint in ${args.dir} can be read and the journal no longer goes back to the start: cannot recover`,
-        );
-      }
+      ({ chosen, restored } = await chooseCheckpoint(args, folded, store, zeroTimeMs, contents.complete));
       const from = chosen?.time ?? zeroTimeMs;
       replayTimes = [...folded.allocations.keys()].filter((t) => t > from).sort((a, b) => a - b);
     }
@@ -199,7 +230,9 @@ export async function openCheckpoint(args: OpenCheckpointArgs): Promise<OpenedCh
       return { time, allocations, completed: folded.completed.has(time) };
     });
     const started = Checkpointer.startedEvent(args.appName, args.batchDurationMs, zeroTimeMs, contents.epoch, graph);
-    const checkpointer = new Checkpointer(journal, store, args.settings, args.logger, started, chosen);
+    // Older checkpoints the journal can still replay from stay a fallback until a newer independent chain exists.
+    const older = folded.checkpoints.filter((cp) => cp.time < (chosen?.time ?? 0) && replayGap(folded, cp.time, args) === undefined);
+    const checkpointer = new Checkpointer(journal, store, args.settings, args.logger, started, chosen, older);
     const from = chosen?.time ?? Number.NEGATIVE_INFINITY;
     // Blocks of batches after the checkpoint, and blocks no batch took yet, are still needed.
     const needed = new Set<string>();

@@ -97,3 +97,19 @@ export function blockIdsOf(inputs: Readonly<Record<string, Allocation>>): string
   for (const a of Object.values(inputs)) if (a.type === 'blocks') ids.push(...a.ids);
   return ids;
 }
+
+/**
+ * The first batch time after `fromMs` whose allocation the journal no longer holds,
+ * up to the newest one it holds; undefined when a replay from `fromMs` is complete.
+ * Batches are allocated one per batch duration without gaps, so a gap means the
+ * segment holding it was deleted, and a replay over it would skip that batch's input.
+ *
+ * @example
+ * missingAllocation(state, 4000, 1000) // 5000 when batch 5 s was in a deleted segment
+ */
+export function missingAllocation(state: JournalState, fromMs: number, batchDurationMs: number): number | undefined {
+  let newest = Number.NEGATIVE_INFINITY;
+  for (const t of state.allocations.keys()) newest = Math.max(newest, t);
+  for (let t = fromMs + batchDurationMs; t <= newest; t += batchDurationMs) if (!state.allocations.has(t)) return t;
+  return undefined;
+}

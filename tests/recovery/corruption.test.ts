@@ -28,8 +28,14 @@ const CRASH_AFTER = 11;
 const input = Array.from({ length: 30 }, (_, i) => [`a b${i % 3}`, `c${i % 5} a`]);
 
 /** A word count with a state and an inverse-reduced window; outputs keyed by time (state) and -time (window). */
-function build(clock: ManualClock, out: Map<number, unknown>, logger: Logger = quiet, dir?: string): StreamingContext {
-  const ssc = new StreamingContext({ appName: 'corrupt', batchDuration: 1000, clock, logger });
+function build(clock: ManualClock, out: Map<number, unknown>, logger: Logger = quiet, dir?: string, fullEvery?: number): StreamingContext {
+  const ssc = new StreamingContext({
+    appName: 'corrupt',
+    batchDuration: 1000,
+    clock,
+    logger,
+    ...(fullEvery !== undefined ? { snapshotFullEvery: fullEvery } : {}),
+  });
   if (dir) ssc.checkpoint(dir);
   const words = ssc
     .queueStream(input)
@@ -55,11 +61,14 @@ function build(clock: ManualClock, out: Map<number, unknown>, logger: Logger = q
   return ssc;
 }
 
-/** Runs the app on `dir` for CRASH_AFTER batches, then crashes it; returns its clock and outputs. */
-async function runAndCrash(dir: string): Promise<{ clock: ManualClock; got: Map<number, unknown> }> {
+/**
+ * Runs the app on `dir` for CRASH_AFTER batches, then crashes it; returns its clock and outputs.
+ * Snapshots are full every 5th checkpoint unless `fullEvery` says otherwise.
+ */
+async function runAndCrash(dir: string, fullEvery?: number): Promise<{ clock: ManualClock; got: Map<number, unknown> }> {
   const clock = new ManualClock();
   const got = new Map<number, unknown>();
-  const first = build(clock, got, quiet, dir);
+  const first = build(clock, got, quiet, dir, fullEvery);
   const checkpoints: number[] = [];
   // Snapshots are written in the background: crash only once the third checkpoint is committed.
   let third!: () => void;
@@ -196,7 +205,8 @@ test('corruption - no readable snapshot and a retained journal is CORRUPT_CHECKP
   const parent = await t.context.dirs.make('all-corrupt');
   // The directory moved aside lands next to it, inside the temp dir removed in teardown.
   const dir = path.join(parent, 'ckpt');
-  const { clock, got } = await runAndCrash(dir);
+  // Full snapshots at 3 and 9 s: the journal is kept back to the start only until a second independent chain exists.
+  const { clock, got } = await runAndCrash(dir, 2);
   const first = (await segmentFiles(dir))[0] as string;
   t.not(path.basename(first), `${'1'.padStart(20, '0')}.log`, 'retention deleted the first segment');
   for (const file of await snapshotFiles(dir)) await flipByte(file, Math.floor((await fs.stat(file)).size / 2));
@@ -241,4 +251,53 @@ test('corruption - a flipped byte in a middle frame length is CORRUPT_CHECKPOINT
   t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT');
   t.true(error?.message.includes(`${last} has a bad frame at offset ${victim.offset}`), error?.message);
   t.is((await fs.stat(last)).size, size, 'nothing was cut off: the frames after it are committed events');
+});
+
+test('corruption - a flipped byte in the full snapshot both retained checkpoints build on is not fatal', async (t) => {
+  const dir = await t.context.dirs.make('flip-shared-full');
+  const { clock, got } = await runAndCrash(dir);
+  // Every 5th snapshot is full: 6 s and 9 s are deltas on the full snapshots of 3 s.
+  const shared = await snapshotsAt(dir, 3000);
+  t.true(shared.length >= 2, 'the full snapshots of 3 s are still there');
+  const victim = shared[0] as string;
+  const offset = Math.floor((await fs.stat(victim)).size / 2);
+  await flipByte(victim, offset);
+
+  const { logger, lines } = capturedLogger('info');
+  await resume(dir, clock, got, logger);
+  const fallbacks = lines.filter((l) => l.msg.includes('falling back'));
+  t.true(fallbacks.length > 0, 'a warning says the newest checkpoint could not be read');
+  for (const line of fallbacks) t.true(String((line.err as { message?: string })?.message).includes(victim));
+  t.deepEqual(sortedEntries(got), sortedEntries(t.context.expected));
+});
+
+test('corruption - a checkpoint whose replay the journal no longer holds is passed over, never restored with batches missing', async (t) => {
+  const dir = await t.context.dirs.make('replay-gap');
+  // Full snapshots at 3 and 9 s: 6 s (a delta on 3 s) and 9 s are kept, and the journal from the roll after 6 s.
+  const { clock, got } = await runAndCrash(dir, 2);
+  const events = (await Promise.all((await segmentFiles(dir)).map(framesOf))).flat().map((f) => f.event);
+  t.true(
+    events.some((e) => e.type === 'checkpoint.completed' && e.time === 3000),
+    'the journal still names the checkpoint of 3 s',
+  );
+  t.false(
+    events.some((e) => e.type === 'batch.allocated' && e.time === 4000),
+    'but no longer holds batch 4 s',
+  );
+  const damaged = [...(await snapshotsAt(dir, 6000)), ...(await snapshotsAt(dir, 9000))];
+  for (const file of damaged) await flipByte(file, Math.floor((await fs.stat(file)).size / 2));
+
+  const { logger, lines } = capturedLogger('warn');
+  const broken = await StreamingContext.getOrCreate(dir, () => build(clock, got, logger), { clock });
+  const error = await t.throwsAsync(broken.start());
+  t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT');
+  t.true(error?.message.includes('checkpoint 3000: the journal no longer holds batch 4000'), error?.message);
+  t.true(
+    damaged.some((file) => error?.message.includes(file)),
+    'the error names a damaged file',
+  );
+  t.like(
+    lines.find((l) => l.time === 3000),
+    { msg: 'checkpoint cannot be replayed from: falling back to the previous one' },
+  );
 });
