@@ -98,7 +98,8 @@ export interface DriverConfig {
   /** Workers over NATS instead of the in-process one. */
   readonly cluster?: ClusterPlacement | undefined;
   /** Stores the records a batch set aside (`dead-letter` policy) before its outputs run. */
-  readonly deadLetters?: ((time: number, letters: readonly DeadLetter[]) => Promise<void>) | undefined;
+  /** Stores a batch's dead letters; `again`: a replay of a batch whose outputs ran (reported before). */
+  readonly deadLetters?: ((time: number, letters: readonly DeadLetter[], again: boolean) => Promise<void>) | undefined;
 }
 
 interface Job {
@@ -510,10 +511,11 @@ export class Driver {
       this.#assertLive();
       const result = await this.#coordinator.runBatch(time, job.allocations, job.skipOutputs === true);
       records = result.records;
-      // A replay whose outputs ran stored its dead letters too; a batch that runs again rewrites the same ones.
-      if (result.deadLetters.length > 0 && !job.skipOutputs) {
+      // A batch that runs again rewrites the same dead letters (a replay whose outputs ran: quietly, they were reported),
+      // plus any its input could not give again (a file gone since).
+      if (result.deadLetters.length > 0) {
         current = 'dead letters';
-        await this.#cfg.deadLetters?.(time, result.deadLetters);
+        await this.#cfg.deadLetters?.(time, result.deadLetters, job.skipOutputs === true);
       }
       for (const op of job.skipOutputs ? [] : plan.outputs) {
         const data = result.outputs.get(op.id);

@@ -479,8 +479,9 @@ export class StreamingContext {
       checkpointer: this.#checkpointer,
       restored: this.#opened?.restored,
       replay: this.#opened?.replay,
-      deadLetters: async (time, letters) => {
+      deadLetters: async (time, letters, again) => {
         const where = await this.#writeDeadLetters(time, letters);
+        if (again) return;
         for (const l of letters) {
           const total = ++this.#deadLetters;
           this.logger.warn({ operator: l.operator, time, error: l.error, where, total }, 'record dead-lettered');
