@@ -193,7 +193,7 @@ test('textFileStream - the set of files read is bounded by rememberMs; an older 
   };
   t.deepEqual(await names(start + 1000), ['new.txt']);
   t.deepEqual(
-    (source.position?.() as [string, number][]).map(([n]) => n),
+    ((source.position?.() ?? []) as [string, number][]).map(([n]) => n),
     ['new.txt'],
   );
   t.deepEqual(await names(start + 2000), [], 'read once');
