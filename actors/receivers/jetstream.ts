@@ -69,11 +69,18 @@ export function jetstreamSource<T>(options: JetStreamStreamOptions<T>): InputSou
       else next = startAt;
       return {
         position: () => next,
-        async allocate(): Promise<Allocation> {
+        async allocate(time: number): Promise<Allocation> {
           // last_seq from stream info, never from consumer counts (stale after a failover).
           const last = (await jsm.streams.info(stream)).state.last_seq;
           const from = next;
-          const to = Math.max(from, Math.min(last + 1, from + maxPerBatch));
+          // Backpressure: at most what the rate allows in one batch (at least one message, so the estimator keeps measuring).
+          const perSecond = env.rate.perSecond();
+          const allowed =
+            perSecond === undefined
+              ? maxPerBatch
+              : Math.min(maxPerBatch, Math.max(1, Math.floor((perSecond * env.batchDurationMs) / 1000)));
+          const to = Math.max(from, Math.min(last + 1, from + allowed));
+          env.rate.allocated(time, to - from);
           next = to;
           return { type: 'jetstream', stream, from, to };
         },

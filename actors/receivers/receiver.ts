@@ -78,7 +78,47 @@ export abstract class Receiver<T> {
     this.#buffered += batch.length;
     this.#storedSeq += batch.length;
     link.buffer.store(batch);
-    return this.#whenDurable(this.#storedSeq);
+    const durable = this.#whenDurable(this.#storedSeq);
+    const waitMs = this.#spend(batch.length);
+    if (waitMs === 0) return durable;
+    // Over the rate backpressure allows: a receiver that awaits store() slows down to it.
+    const until = link.env.clock.now() + waitMs;
+    return handled(
+      durable.then(
+        () =>
+          new Promise<void>((resolve) => {
+            if (link.env.clock.now() >= until) resolve();
+            else link.env.clock.setTimer(until, resolve);
+          }),
+      ),
+    );
+  }
+
+  /** Tokens of the rate limit (a bucket holding one second at the rate), refilled by the clock. */
+  #tokens: number | undefined;
+  #refilledAt = 0;
+
+  /** Takes `records` tokens; returns how long until the bucket is no longer in debt (ms). */
+  #spend(records: number): number {
+    const env = this.#link?.env;
+    const limit = env?.rate.perSecond();
+    if (env === undefined || limit === undefined) {
+      this.#tokens = undefined;
+      return 0;
+    }
+    const now = env.clock.now();
+    const tokens = this.#tokens === undefined ? limit : Math.min(limit, this.#tokens + ((now - this.#refilledAt) * limit) / 1000);
+    this.#tokens = tokens - records;
+    this.#refilledAt = now;
+    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens / limit) * 1000);
+  }
+
+  /**
+   * How long (ms of the app's clock) until what was stored is within the rate
+   * backpressure allows (0: go on). A source that can pause (a socket) pauses that long.
+   */
+  protected get rateWaitMs(): number {
+    return this.#spend(0);
   }
 
   #whenDurable(seq: number): Promise<void> {
@@ -263,6 +303,10 @@ export function receiverSource<T>(
           const taken = ready;
           ready = [];
           for (const b of taken) blocks.set(b.id, b);
+          env.rate.allocated(
+            time,
+            taken.reduce((n, b) => n + b.records.length, 0),
+          );
           return { type: 'blocks', ids: taken.map((b) => b.id) };
         },
         stopReceiving: release,

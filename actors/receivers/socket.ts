@@ -29,6 +29,8 @@ class SocketReceiver extends Receiver<string> {
   readonly #options: Required<SocketTextStreamOptions>;
   #socket: net.Socket | undefined;
   #paused = false;
+  /** Paused by backpressure until the rate allows more (a clock timer resumes it). */
+  #ratePaused = false;
 
   constructor(host: string, port: number, options: Required<SocketTextStreamOptions>) {
     super();
@@ -49,7 +51,7 @@ class SocketReceiver extends Receiver<string> {
   protected override onDrained(): void {
     if (this.#paused && this.buffered < this.#options.bufferedLinesMax) {
       this.#paused = false;
-      this.#socket?.resume();
+      if (!this.#ratePaused) this.#socket?.resume();
     }
   }
 
@@ -83,6 +85,15 @@ class SocketReceiver extends Receiver<string> {
           this.#paused = true;
           socket.pause();
         }
+        const waitMs = this.rateWaitMs;
+        if (waitMs > 0 && !this.#ratePaused) {
+          this.#ratePaused = true;
+          socket.pause();
+          this.env.clock.setTimer(this.env.clock.now() + waitMs, () => {
+            this.#ratePaused = false;
+            if (!this.#paused && this.#socket === socket) socket.resume();
+          });
+        }
       });
       socket.on('error', (error) => {
         if (!this.isStopped()) this.reportError(`socket ${this.#host}:${this.#port}: ${error.message}; reconnecting`, error);
@@ -90,6 +101,7 @@ class SocketReceiver extends Receiver<string> {
       socket.on('close', () => {
         this.#take(splitter.end());
         this.#paused = false;
+        this.#ratePaused = false;
         resolve(received);
       });
     });

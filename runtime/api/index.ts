@@ -38,6 +38,7 @@ export type { MapWithStateFn, MapWithStateSpec } from '../graph/operators/map-wi
 export { State } from '../graph/operators/map-with-state.ts';
 export type { UpdateFn, UpdateInfo } from '../graph/operators/update-state-by-key.ts';
 export { canonicalKey, partitionOf, stableHash } from '../graph/partitioner.ts';
+export type { PidOptions } from '../graph/rate-controller.ts';
 export type { Decoder, Encoder } from '../nats/decoders.ts';
 export type { NatsOptions } from '../nats/nats-connection.ts';
 export type { App, AppOptions } from './app.ts';
@@ -51,5 +52,5 @@ export type {
 export { DStream, MapWithStateDStream } from './dstream.ts';
 export type { ToJetStreamOptions } from './jetstream-sink.ts';
 export { deadLetterSubject } from './record-dead-letters.ts';
-export type { StreamingContextConfig, StreamingListener } from './streaming-context.ts';
+export type { BackpressureOptions, StreamingContextConfig, StreamingListener } from './streaming-context.ts';
 export { StreamingContext } from './streaming-context.ts';

@@ -35,6 +35,7 @@ import type { DeadLetter, GraphNode, RecordErrorPolicy } from '../graph/graph.ts
 import { GraphBuilder } from '../graph/graph-builder.ts';
 import type { InputSource, OpenInput, SourceEnv } from '../graph/input-source.ts';
 import { compilePlan } from '../graph/plan.ts';
+import { type PidOptions, RateController, type RateLimit, UNLIMITED } from '../graph/rate-controller.ts';
 import type { Allocation } from '../graph/wire.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl, redactNatsUrl } from '../nats/nats-connection.ts';
 import { checkRecordErrorPolicy, DStream, transformStreams, unionStreams } from './dstream.ts';
@@ -83,6 +84,25 @@ export interface StreamingContextConfig {
    * receiver that awaits `store()` before acknowledging its source loses nothing.
    */
   readonly blockIntervalMs?: number;
+  /**
+   * Backpressure (Spark's `spark.streaming.backpressure.enabled`): receivers and
+   * `jetstreamStream` take at most the rate the last batches show the app can process
+   * in time (Spark's PID rate estimator), so a source faster than the app keeps the
+   * scheduling delay bounded instead of growing. `true`, or options: `initialRate`
+   * (records per second before the first estimate; default none: the first batch
+   * takes what is there), the PID gains and `minRate` (default 100 records/s).
+   */
+  readonly backpressure?: boolean | BackpressureOptions;
+  /**
+   * The most records per second, per partition of the input, that receivers and
+   * `jetstreamStream` take (Spark's `maxRatePerPartition`), with or without backpressure.
+   */
+  readonly maxRatePerPartition?: number;
+}
+
+/** Options of backpressure (see {@link StreamingContextConfig.backpressure}). */
+export interface BackpressureOptions extends PidOptions {
+  readonly initialRate?: number;
 }
 
 /** Where and on how many workers an app runs as a cluster. */
@@ -155,6 +175,25 @@ const PARTITIONS_MAX = 1024;
 const DEFAULT_CHECKPOINT_MS = 10_000;
 let contextSeq = 0;
 
+/** Refuses backpressure settings that are not positive numbers. */
+function checkRates(config: StreamingContextConfig): void {
+  const positive = (name: string, v: unknown, zeroOk = false) => {
+    if (v === undefined) return;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (!zeroOk && v === 0)) {
+      throw new InvalidConfigError(`${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number, got ${String(v)}`);
+    }
+  };
+  positive('maxRatePerPartition', config.maxRatePerPartition);
+  const bp = config.backpressure;
+  if (bp === undefined || typeof bp === 'boolean') return;
+  if (bp === null || typeof bp !== 'object') throw new InvalidConfigError(`backpressure must be true, false or options, got ${String(bp)}`);
+  positive('backpressure.initialRate', bp.initialRate);
+  positive('backpressure.minRate', bp.minRate);
+  positive('backpressure.proportional', bp.proportional, true);
+  positive('backpressure.integral', bp.integral, true);
+  positive('backpressure.derivative', bp.derivative, true);
+}
+
 /**
  * The entry point of a streaming app.
  *
@@ -181,6 +220,7 @@ export class StreamingContext {
   #natsOptions: NatsOptions = {};
   #nats: Promise<NatsConnection> | undefined;
   #deadLetters = 0;
+  readonly #rates = new Map<number, RateController>();
   #deadLetterWriter: DeadLetterWriter | undefined;
   #checkpointer: Checkpointer | undefined;
   #journal: Journal | undefined;
@@ -217,6 +257,7 @@ export class StreamingContext {
       throw new InvalidConfigError(`partitions must be a whole number from 1 to ${PARTITIONS_MAX}, got ${String(partitions)}`);
     }
     if (config.taskTimeoutMs !== undefined) checkDuration('taskTimeoutMs', config.taskTimeoutMs);
+    checkRates(config);
     this.blockIntervalMs = config.blockIntervalMs ?? Math.min(200, this.batchDurationMs);
     if (!Number.isSafeInteger(this.blockIntervalMs) || this.blockIntervalMs < 1 || this.blockIntervalMs > this.batchDurationMs) {
       throw new InvalidConfigError(
@@ -954,6 +995,7 @@ export class StreamingContext {
       name: node.name,
       batchDurationMs: this.batchDurationMs,
       blockIntervalMs: this.blockIntervalMs,
+      rate: this.#rateOf(node),
       zeroTimeMs: this.#zeroTimeMs,
       fail: (error: Error) => void this.#fail(error),
       nats: () => this.#natsConnection(),
@@ -967,6 +1009,25 @@ export class StreamingContext {
         for (const l of this.#listeners) l.onRecordsReceived?.({ stream: node.name, records });
       },
     };
+  }
+
+  /** The rate controller of an input (one per input, fed every completed batch). */
+  #rateOf(node: GraphNode): RateLimit {
+    const { backpressure, maxRatePerPartition } = this.#config;
+    if (!backpressure && maxRatePerPartition === undefined) return UNLIMITED;
+    let rc = this.#rates.get(node.id);
+    if (rc === undefined) {
+      const options = typeof backpressure === 'object' ? backpressure : {};
+      rc = new RateController({
+        batchMs: this.batchDurationMs,
+        backpressure: backpressure !== undefined && backpressure !== false,
+        ...(options.initialRate === undefined ? {} : { initialRate: options.initialRate }),
+        ...(maxRatePerPartition === undefined ? {} : { maxRate: maxRatePerPartition * node.partitions }),
+        pid: options,
+      });
+      this.#rates.set(node.id, rc);
+    }
+    return rc;
   }
 
   #writeDeadLetters(time: number, letters: readonly DeadLetter[]): Promise<string> {
@@ -989,6 +1050,7 @@ export class StreamingContext {
   }
 
   #batchCompleted(info: BatchInfo): void {
+    for (const rc of this.#rates.values()) rc.batchCompleted(info);
     this.#completedMs = info.time;
     const due = this.#waiters.filter((w) => w.time <= info.time);
     this.#waiters = this.#waiters.filter((w) => w.time > info.time);

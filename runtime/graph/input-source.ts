@@ -6,6 +6,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Clock } from '../base/clock.ts';
 import type { Logger } from '../base/logger.ts';
+import type { RateLimit } from './rate-controller.ts';
 import type { Allocation, ReceivedBlock, SetAside } from './wire.ts';
 
 /** What a source may use while it runs. */
@@ -16,6 +17,8 @@ export interface SourceEnv {
   readonly logger: Logger;
   readonly name: string;
   readonly batchDurationMs: number;
+  /** How many records per second this input may take (backpressure, maxRatePerPartition). */
+  readonly rate: RateLimit;
   /** How often a receiver's records are cut into a block and written ahead. */
   readonly blockIntervalMs: number;
   readonly zeroTimeMs: number;

@@ -12,6 +12,7 @@ import { textFileSource } from '../../../actors/receivers/text-file.ts';
 import { StreamingContext } from '../../../runtime/api/index.ts';
 import { ManualClock } from '../../../runtime/api/testing.ts';
 import type { SourceEnv } from '../../../runtime/graph/input-source.ts';
+import { UNLIMITED } from '../../../runtime/graph/rate-controller.ts';
 import type { Allocation, SetAside } from '../../../runtime/graph/wire.ts';
 import { TempDirs } from '../../helpers/checkpoint-kit.ts';
 
@@ -171,6 +172,7 @@ function env(clock: ManualClock): SourceEnv {
     name: 'textFileStream#1',
     batchDurationMs: 1000,
     blockIntervalMs: 200,
+    rate: UNLIMITED,
     zeroTimeMs: 0,
     fail: () => {},
     received: () => {},
