@@ -45,9 +45,11 @@ import { invalidEvent, type JournalEvent } from './events.ts';
 import { decodeHead, encodeHead, factKey, type JournalHead } from './jetstream-head.ts';
 import type { Journal, JournalContents } from './journal.ts';
 
-const FENCE_HEADER = 'Tributary-Fence';
+/** Header of the marker a new writer appends to fence older ones (its value is the epoch). */
+export const FENCE_HEADER = 'Tributary-Fence';
 const WRONG_LAST_SEQUENCE = 10071;
-const HEAD_KEY = 'head';
+/** The key of the head in the app's head bucket. */
+export const HEAD_KEY = 'head';
 const REQUEST_TIMEOUT_MS = 5000;
 /**
  * One attempt of an append: a publish in flight to a leader that was just killed

@@ -41,6 +41,38 @@ async function writeLock(file: string, record: LockRecord): Promise<void> {
   await writeFileDurably(file, JSON.stringify(record));
 }
 
+/** Who holds (or last held) a checkpoint directory's writer lock, as read without taking it. */
+export interface WriterLockState {
+  readonly epoch: number;
+  readonly pid: number;
+  readonly host: string;
+  /**
+   * `held` by a live process of this host, `released` by a clean stop, `stale` when
+   * its process is gone (the next owner takes it over), `unknown` on another host.
+   */
+  readonly state: 'held' | 'released' | 'stale' | 'unknown';
+}
+
+/**
+ * Reads the lock of `dir` without taking or changing it (for inspection); undefined
+ * when there is none or it is unreadable.
+ *
+ * @example
+ * (await readWriterLock('/data/ckpt'))?.epoch // 3 after three owners
+ */
+export async function readWriterLock(dir: string): Promise<WriterLockState | undefined> {
+  const held = await readLock(path.join(dir, 'LOCK'));
+  if (held === undefined) return undefined;
+  const state = held.released
+    ? 'released'
+    : held.host !== os.hostname()
+      ? 'unknown'
+      : held.pid === process.pid || isAlive(held.pid)
+        ? 'held'
+        : 'stale';
+  return { epoch: held.epoch, pid: held.pid, host: held.host, state };
+}
+
 let tokens = 0;
 
 /**

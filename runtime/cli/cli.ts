@@ -5,6 +5,7 @@
  *   tributary run <app> [--forever] [--duration <s>] [--supervise] [--nats <url> --workers <n>] [-- app args]
  *   tributary worker <app> --nats <url> [--id <name>] [-- app args]
  *   tributary chaos word-count [--kills n] [--seed s] [--targets driver,nats] [--journal file|nats] [--bad-input]
+ *   tributary inspect <dir | nats://...> [--verify] [--json] [--app <name>]
  */
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -246,6 +247,20 @@ program
     });
     process.stdout.write(formatChaosReport(report));
     if (!report.passed) process.exit(2);
+  });
+
+program
+  .command('inspect')
+  .description('show what a checkpoint holds (read-only, also while its app runs); exit 1 when damaged, 2 when not a checkpoint')
+  .argument('<checkpoint>', 'a checkpoint directory or a nats:// URL')
+  .option('--verify', 'read every journal frame and snapshot back; list each bad one with its file (or stream, bucket) and offset')
+  .option('--json', 'print the report as JSON (shape: runtime/cli/inspect/inspect-report.ts)')
+  .option('--app <name>', 'with a nats:// URL: the app whose checkpoint to read (when the server holds several)')
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  .action(async (location: string, o: { json?: boolean; verify?: boolean; app?: string }) => {
+    const { inspectCommand } = await import('./inspect/inspect-command.ts');
+    const code = await inspectCommand(location, o);
+    if (code !== 0) process.exit(code);
   });
 
 interface ChaosCliOptions {
