@@ -70,6 +70,10 @@ export interface BatchResult {
   readonly outputs: ReadonlyMap<number, unknown[]>;
   /** Records set aside by the `dead-letter` policy, every worker's. */
   readonly deadLetters: readonly DeadLetter[];
+  /** Keys each keyed stateful operator holds after the batch, all partitions, by operator name. */
+  readonly stateKeys: ReadonlyMap<string, number>;
+  /** Records read from each input stream, by stream name. */
+  readonly inputs: ReadonlyMap<string, number>;
 }
 
 interface Pending {
@@ -82,6 +86,8 @@ interface RunningBatch {
   readonly waiting: Set<string>;
   records: number;
   readonly deadLetters: DeadLetter[];
+  readonly stateKeys: Map<string, number>;
+  readonly inputs: Map<string, number>;
   readonly outputs: Map<number, Map<number, unknown[]>>;
   resolve(result: BatchResult): void;
   reject(error: Error): void;
@@ -168,7 +174,17 @@ export class BatchCoordinator {
     const lost = this.#workers.find((w) => this.#lost.has(w));
     if (lost !== undefined) return Promise.reject(this.#lost.get(lost) as Error);
     const result = new Promise<BatchResult>((resolve, reject) => {
-      this.#batch = { time, waiting: new Set(this.#workers), records: 0, deadLetters: [], outputs: new Map(), resolve, reject };
+      this.#batch = {
+        time,
+        waiting: new Set(this.#workers),
+        records: 0,
+        deadLetters: [],
+        stateKeys: new Map(),
+        inputs: new Map(),
+        outputs: new Map(),
+        resolve,
+        reject,
+      };
     });
     const message: ClusterMessage = { type: 'batch.run', time, allocations: [...allocations], skipOutputs };
     for (const w of this.#workers) {
@@ -339,11 +355,13 @@ export class BatchCoordinator {
         if (b === undefined || b.time !== m.time) return;
         b.records += m.records;
         if (m.deadLetters) b.deadLetters.push(...m.deadLetters);
+        for (const [operator, keys] of m.stateKeys ?? []) b.stateKeys.set(operator, (b.stateKeys.get(operator) ?? 0) + keys);
+        for (const [stream, n] of m.inputs ?? []) b.inputs.set(stream, (b.inputs.get(stream) ?? 0) + n);
         b.waiting.delete(from);
         if (b.waiting.size > 0) return;
         const outputs = new Map<number, unknown[]>();
         for (const [op, parts] of b.outputs) outputs.set(op, concatAll([...parts].sort((x, y) => x[0] - y[0]).map(([, r]) => r)));
-        this.#settleBatch(undefined, { records: b.records, outputs, deadLetters: b.deadLetters });
+        this.#settleBatch(undefined, { records: b.records, outputs, deadLetters: b.deadLetters, stateKeys: b.stateKeys, inputs: b.inputs });
         return;
       }
       case 'batch.failed': {

@@ -41,12 +41,24 @@ export interface CheckpointSettings {
  */
 export type CapturedState = CapturedPartition;
 
-/** Numbers about one checkpoint (for logs and benchmarks). */
+/** Numbers about one checkpoint (for logs, benchmarks and the web UI). */
 export interface CheckpointStats {
   readonly time: number;
   readonly snapshotBytes: number;
   readonly entries: number;
   readonly writeMs: number;
+  /** `full` when every partition's snapshot was full, `incremental` when every one was a delta, else `mixed`. */
+  readonly kind: 'full' | 'incremental' | 'mixed';
+  /** The same figures per stateful operator, by its snapshot name (stable key). */
+  readonly operators: readonly OperatorCheckpointStats[];
+}
+
+/** One stateful operator's share of a checkpoint, all its partitions together. */
+export interface OperatorCheckpointStats {
+  readonly operator: string;
+  readonly snapshotBytes: number;
+  readonly entries: number;
+  readonly kind: 'full' | 'incremental' | 'mixed';
 }
 
 /**
@@ -254,8 +266,10 @@ export class Checkpointer {
     }
     let bytes = 0;
     let entries = 0;
+    let operators: OperatorCheckpointStats[] = [];
     try {
       const refs: SnapshotRef[] = [];
+      const entryCounts: number[] = [];
       for (const [i, c] of captured.entries()) {
         // A worker on a cluster wrote its own snapshot; in-process the data comes here.
         const key = { operator: c.operator, partition: c.partition, time };
@@ -265,6 +279,7 @@ export class Checkpointer {
         bytes += size;
         entries += 'stored' in c ? c.stored.entries : c.data.entries.length;
         refs.push({ operator: c.operator, partition: c.partition, time, kind: kindOf(c), chain: chains[i] as number[], bytes: size });
+        entryCounts.push('stored' in c ? c.stored.entries : c.data.entries.length);
       }
       const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
       // The commit point: only now, with every snapshot stored, is the checkpoint journaled.
@@ -274,6 +289,7 @@ export class Checkpointer {
       });
       if (captured.every((c) => kindOf(c) === 'full')) this.#chainBroken = false;
       this.#checkpoints.push(event);
+      operators = operatorStats(refs, entryCounts);
       this.#logger.debug({ time, chains: refs.map((r) => `${r.operator}/${r.partition}:${r.chain.join(',')}`) }, 'checkpoint committed');
       await this.#retain(event);
     } catch (error) {
@@ -288,7 +304,9 @@ export class Checkpointer {
       this.#logger.error({ err: error, time }, 'checkpoint failed; the next one will be full');
       return undefined;
     }
-    return { time, snapshotBytes: bytes, entries, writeMs: performance.now() - started };
+    const kinds = new Set(operators.map((o) => o.kind));
+    const kind = kinds.size === 1 ? (operators[0] as OperatorCheckpointStats).kind : kinds.size === 0 ? 'full' : 'mixed';
+    return { time, snapshotBytes: bytes, entries, writeMs: performance.now() - started, kind, operators };
   }
 
   /** Reads a full snapshot just written back; CORRUPT_CHECKPOINT unless it is whole and holds every entry. */
@@ -403,4 +421,22 @@ function independent(older: Checkpoint, latest: Checkpoint): boolean {
 
 function kindOf(c: CapturedState): 'full' | 'delta' {
   return 'stored' in c ? c.stored.kind : c.data.kind;
+}
+
+/** Sums a checkpoint's snapshot references per operator, in the order they were written. */
+function operatorStats(refs: readonly SnapshotRef[], entries: readonly number[]): OperatorCheckpointStats[] {
+  const byOperator = new Map<string, { snapshotBytes: number; entries: number; kinds: Set<string> }>();
+  refs.forEach((ref, i) => {
+    const o = byOperator.get(ref.operator) ?? { snapshotBytes: 0, entries: 0, kinds: new Set<string>() };
+    o.snapshotBytes += ref.bytes;
+    o.entries += entries[i] ?? 0;
+    o.kinds.add(ref.kind);
+    byOperator.set(ref.operator, o);
+  });
+  return [...byOperator].map(([operator, o]) => ({
+    operator,
+    snapshotBytes: o.snapshotBytes,
+    entries: o.entries,
+    kind: o.kinds.size > 1 ? 'mixed' : o.kinds.has('delta') ? 'incremental' : 'full',
+  }));
 }

@@ -38,6 +38,10 @@ export interface BatchInfo {
   readonly processingMs: number;
   /** Batches generated and not yet started when this one finished. */
   readonly queuedBatches: number;
+  /** Keys each keyed stateful operator holds after the batch (all partitions), by operator name. */
+  readonly stateKeys: Readonly<Record<string, number>>;
+  /** Input records of the batch by input stream name (`queueStream#1`, or its uid). */
+  readonly inputRecords: Readonly<Record<string, number>>;
 }
 
 /** Where the driver reports to. */
@@ -414,13 +418,13 @@ export class Driver {
     const schedulingDelayMs = Math.max(0, this.#cfg.clock.now() - job.time);
     this.#cfg.listener.batchStarted?.(job.time, schedulingDelayMs);
     const watch = startStopwatch();
-    const run = this.#run(job).then(async (records) => {
+    const run = this.#run(job).then(async (ran) => {
       await this.#afterBatch(job);
-      return records;
+      return ran;
     });
     this.#inFlight = run.catch(() => undefined);
     run.then(
-      (records) => {
+      ({ records, stateKeys, inputs }) => {
         if (this.#abandoned) return;
         // Done first: a listener that throws must not leave the driver running forever.
         dispatch(this.ref, { type: 'driver.batch-done', time: job.time });
@@ -430,6 +434,8 @@ export class Driver {
           schedulingDelayMs,
           processingMs: watch.elapsedMs(),
           queuedBatches: this.#queue.length + this.#pendingTicks,
+          stateKeys: Object.fromEntries(stateKeys),
+          inputRecords: Object.fromEntries(inputs),
         });
       },
       (error: unknown) => {
@@ -501,16 +507,20 @@ export class Driver {
   }
 
   /** Runs one batch; returns its number of input records. */
-  async #run(job: Job): Promise<number> {
+  async #run(job: Job): Promise<{ records: number; stateKeys: ReadonlyMap<string, number>; inputs: ReadonlyMap<string, number> }> {
     const { plan } = this.#cfg;
     const time = job.time;
     let current = 'input';
     let records = 0;
+    let stateKeys: ReadonlyMap<string, number> = new Map();
+    let inputs: ReadonlyMap<string, number> = new Map();
     try {
       await this.#ready;
       this.#assertLive();
       const result = await this.#coordinator.runBatch(time, job.allocations, job.skipOutputs === true);
       records = result.records;
+      stateKeys = result.stateKeys;
+      inputs = result.inputs;
       // A batch that runs again rewrites the same dead letters (a replay whose outputs ran: quietly, they were reported),
       // plus any its input could not give again (a file gone since).
       if (result.deadLetters.length > 0) {
@@ -533,7 +543,7 @@ export class Driver {
     // Awaited, so a batch's processing time includes applying its state changes.
     await this.#coordinator.commit(time);
     this.#coordinator.settled();
-    return records;
+    return { records, stateKeys, inputs };
   }
 
   /** Stops a batch in flight between two steps once the driver was abandoned. */

@@ -86,6 +86,10 @@ export type ClusterMessage =
       readonly records: number;
       /** Records set aside by the `dead-letter` policy (omitted when none). */
       readonly deadLetters?: readonly DeadLetter[];
+      /** Keys this worker's partitions of each keyed stateful operator hold after the batch, by operator name. */
+      readonly stateKeys?: readonly (readonly [string, number])[];
+      /** Records this worker read from each input stream, by stream name (omitted when none). */
+      readonly inputs?: readonly (readonly [string, number])[];
     }
   | { readonly type: 'batch.failed'; readonly time: number; readonly failure: EncodedFailure | Error }
   | {

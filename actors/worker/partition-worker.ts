@@ -294,6 +294,8 @@ export class PartitionWorker {
     let current = 'input';
     try {
       const deadLetters: DeadLetter[] = [];
+      const stateKeys = new Map<string, number>();
+      const inputs = new Map<string, number>();
       const records = await this.#batch(
         time,
         allocations,
@@ -302,9 +304,18 @@ export class PartitionWorker {
           current = name;
         },
         deadLetters,
+        stateKeys,
+        inputs,
       );
       if (session === this.#session)
-        await this.#send(DRIVER, { type: 'batch.done', time, records, ...(deadLetters.length > 0 ? { deadLetters } : {}) });
+        await this.#send(DRIVER, {
+          type: 'batch.done',
+          time,
+          records,
+          ...(deadLetters.length > 0 ? { deadLetters } : {}),
+          ...(stateKeys.size > 0 ? { stateKeys: [...stateKeys] } : {}),
+          ...(inputs.size > 0 ? { inputs: [...inputs] } : {}),
+        });
     } catch (error) {
       const failure = error instanceof OperatorFailure ? error : OperatorFailure.of(current, error);
       // A batch of an earlier driver run reports nothing: the new driver may be running that same time.
@@ -326,6 +337,8 @@ export class PartitionWorker {
     skipOutputs: boolean,
     at: (operator: string) => void,
     deadLetters: DeadLetter[],
+    stateKeys: Map<string, number>,
+    inputs: Map<string, number>,
   ): Promise<number> {
     const { plan } = this.#cfg;
     const a = this.#assignment;
@@ -385,6 +398,7 @@ export class PartitionWorker {
         for (const q of mine(node.partitions)) {
           const part = await input.readPartition(allocation, q, node.partitions);
           records += part.length;
+          inputs.set(node.name, (inputs.get(node.name) ?? 0) + part.length);
           this.#inbox.put(`${time}|in|${node.id}|${q}`, part);
         }
         continue;
@@ -396,6 +410,7 @@ export class PartitionWorker {
         deadLetters.push({ operator: node.name, time, record: l.record, error: l.error }),
       );
       records += data.length;
+      inputs.set(node.name, (inputs.get(node.name) ?? 0) + data.length);
       splitIntoPartitions(data, node.partitions).forEach((part, q) => {
         send(ownerOf(a, q), `${time}|in|${node.id}|${q}`, part);
       });
@@ -459,6 +474,7 @@ export class PartitionWorker {
                 : s.step(get(parent.id, q), time, active, wantExtra);
             if (active) put(local, node.id, q, r.output ?? []);
             if (wantExtra) put(extras, node.id, q, r.extra ?? []);
+            if (s.keyCount) stateKeys.set(node.name, (stateKeys.get(node.name) ?? 0) + s.keyCount());
           }
           if (active) present.add(node.id);
           if (wantExtra) extraPresent.add(node.id);

@@ -63,6 +63,8 @@ export interface PartitionState {
   toSnapshot(): unknown;
   /** The committed value of one key, for operators keyed by key. */
   lookup?(key: unknown): unknown;
+  /** Keys held now, a batch in progress included (for monitoring); keyed operators only. */
+  keyCount?(): number;
   /**
    * Captures the committed state for a checkpoint: all of it when `full`, else what
    * changed since the previous capture.

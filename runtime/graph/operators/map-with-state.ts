@@ -228,6 +228,10 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
     return { entries: this.#state.map.toArray(), seed: this.#pendingSeed ?? [] };
   }
 
+  keyCount(): number {
+    return this.#state.size;
+  }
+
   lookup(key: unknown): unknown {
     return this.#state.committed(key as K)?.s;
   }

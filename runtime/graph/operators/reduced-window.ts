@@ -147,6 +147,11 @@ export class ReducedWindowState<K, V> implements PartitionState {
     return { held: this.#held, current: this.#current.map.toArray() };
   }
 
+  /** Keys of the current window's result. */
+  keyCount(): number {
+    return this.#current.size;
+  }
+
   lookup(key: unknown): unknown {
     return this.#current.committed(key);
   }

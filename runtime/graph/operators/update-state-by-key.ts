@@ -162,6 +162,10 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     return { entries: this.#state.toArray() };
   }
 
+  keyCount(): number {
+    return this.#state.size;
+  }
+
   /** The committed value: a batch in progress is not visible. */
   lookup(key: unknown): unknown {
     if (this.#undoKeys.length > 0) {
