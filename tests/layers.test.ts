@@ -26,6 +26,7 @@ const FLOORS: readonly (readonly [folder: string, name: string])[] = [
   ['journal', 'journal'],
   ['snapshots', 'snapshots'],
   ['actors', 'actors'],
+  ['runtime/ui', 'ui'],
   ['runtime/api', 'api'],
   ['runtime/cli', 'cli'],
 ];

@@ -2,7 +2,7 @@
  * The public surface of Tributary (`import ... from 'tributary-streams'`).
  */
 
-export type { CheckpointStats } from '../../actors/checkpointer.ts';
+export type { CheckpointStats, OperatorCheckpointStats } from '../../actors/checkpointer.ts';
 export type { BatchInfo } from '../../actors/driver.ts';
 export type { GeneratorStreamOptions } from '../../actors/receivers/generator.ts';
 export type { JetStreamStreamOptions } from '../../actors/receivers/jetstream.ts';
@@ -41,6 +41,7 @@ export { canonicalKey, partitionOf, stableHash } from '../graph/partitioner.ts';
 export type { PidOptions } from '../graph/rate-controller.ts';
 export type { Decoder, Encoder } from '../nats/decoders.ts';
 export type { NatsOptions } from '../nats/nats-connection.ts';
+export type { UiOption } from '../ui/ui-address.ts';
 export type { App, AppOptions } from './app.ts';
 export { defineApp } from './app.ts';
 export type {

@@ -38,6 +38,8 @@ import { compilePlan } from '../graph/plan.ts';
 import { type PidOptions, RateController, type RateLimit, UNLIMITED } from '../graph/rate-controller.ts';
 import type { Allocation } from '../graph/wire.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl, redactNatsUrl } from '../nats/nats-connection.ts';
+import { parseUiAddress, type UiAddress, type UiOption } from '../ui/ui-address.ts';
+import { startWebUi, type WebUi } from '../ui/web-ui.ts';
 import { checkRecordErrorPolicy, DStream, transformStreams, unionStreams } from './dstream.ts';
 import { type DeadLetterWriter, deadLetterWriter } from './record-dead-letters.ts';
 
@@ -98,6 +100,12 @@ export interface StreamingContextConfig {
    * `jetstreamStream` take (Spark's `maxRatePerPartition`), with or without backpressure.
    */
   readonly maxRatePerPartition?: number;
+  /**
+   * Serve a web UI (live charts and tables) and Prometheus `/metrics` at this address
+   * while the app runs: `'127.0.0.1:4040'`, `':4040'` or `4040` (host 127.0.0.1), port 0
+   * for a free one (see {@link StreamingContext.uiAddress}).
+   */
+  readonly ui?: UiOption;
 }
 
 /** Options of backpressure (see {@link StreamingContextConfig.backpressure}). */
@@ -160,6 +168,19 @@ export interface StreamingListener {
    * and the batches since run again.
    */
   onStalled?(info: { readonly reason: string }): void;
+  /**
+   * The app recovered: at start from a checkpoint (`restart`), after lost workers
+   * (`failover`) or after a stall; `replayed` batches run again, `ms` it took.
+   */
+  onRecovered?(info: {
+    readonly kind: 'restart' | 'failover' | 'stall';
+    readonly replayed: number;
+    readonly ms: number;
+    readonly workers?: readonly string[];
+    readonly checkpoint?: number;
+  }): void;
+  /** On a cluster: the partition slots' owners (slot q's worker at index q) when the run starts. */
+  onAssigned?(info: { readonly epoch: number; readonly slots: readonly string[] }): void;
 }
 
 type Lifecycle = 'initialized' | 'active' | 'stopped';
@@ -232,6 +253,8 @@ export class StreamingContext {
   #clusterNats: NatsConnection | undefined;
   #plan: ReturnType<typeof compilePlan> | undefined;
   #listeners: StreamingListener[] = [];
+  #uiAddress: UiAddress | undefined;
+  #ui: WebUi | undefined;
   #inputs = new Map<number, OpenInput<unknown>>();
   #system: ActorSystem | undefined;
   #root: ActorRef<never> | undefined;
@@ -273,6 +296,7 @@ export class StreamingContext {
     this.graph.nats = () => this.#natsConnection();
     this.#config = config;
     if (config.cluster !== undefined) this.cluster(config.cluster.nats, config.cluster);
+    if (config.ui !== undefined) this.#uiAddress = parseUiAddress(config.ui);
     this.#terminated = new Promise<void>((resolve, reject) => {
       this.#terminate = { resolve, reject };
     });
@@ -383,6 +407,24 @@ export class StreamingContext {
     this.#cluster = { ...options, nats };
   }
 
+  /**
+   * Serves the web UI and Prometheus `/metrics` at `address` from `start()` to the
+   * stop (`tributary run --ui`); see {@link StreamingContextConfig.ui}.
+   *
+   * @example
+   * ssc.ui('127.0.0.1:4040');
+   */
+  ui(address: UiOption): void {
+    this.graph.assertOpen('ui');
+    this.#uiAddress = parseUiAddress(address);
+  }
+
+  /** Where the web UI listens once started (the real port when 0 was asked for). */
+  get uiAddress(): { readonly host: string; readonly port: number; readonly url: string } | undefined {
+    const ui = this.#ui;
+    return ui === undefined ? undefined : { ...ui.address, url: ui.url };
+  }
+
   /** Where time comes from. */
   get clock(): Clock {
     return this.#clock;
@@ -465,6 +507,7 @@ export class StreamingContext {
     const now = this.clock.now();
     this.#zeroTimeMs = Math.floor(now / this.batchDurationMs) * this.batchDurationMs;
     this.#lastTickMs = this.#zeroTimeMs;
+    const openedAt = performance.now();
     if (this.#checkpointDir !== undefined) {
       try {
         this.#opened = await this.#openCheckpoint(plan, keys, now);
@@ -509,7 +552,22 @@ export class StreamingContext {
         throw error;
       }
     }
+    try {
+      if (this.#uiAddress) await this.#startUi(plan, keys);
+    } catch (error) {
+      await this.#shutdown();
+      this.#lifecycle = 'stopped';
+      this.#error = error as Error;
+      this.#terminate.reject(this.#error);
+      throw error;
+    }
+    const opened = this.#opened;
+    if (opened && (opened.resumedFrom !== undefined || opened.replay.length > 0)) {
+      const info = { kind: 'restart' as const, replayed: opened.replay.length, ms: performance.now() - openedAt };
+      this.#notify((l) => l.onRecovered?.(opened.resumedFrom === undefined ? info : { ...info, checkpoint: opened.resumedFrom }));
+    }
     const joined = this.#joined;
+    if (joined) this.#notify((l) => l.onAssigned?.({ epoch: joined.assignment.epoch, slots: joined.assignment.slots }));
     this.#driver = new Driver(root, {
       plan,
       clock: this.clock,
@@ -567,11 +625,13 @@ export class StreamingContext {
         failedOver: (info) => {
           if (info.lost.length === 0) {
             this.logger.warn(info, `recovered from a stall in ${Math.round(info.ms)} ms: ${info.replayed} batches replayed`);
+            this.#notify((l) => l.onRecovered?.({ kind: 'stall', replayed: info.replayed, ms: info.ms }));
             return;
           }
           const how = info.closed.length === info.lost.length ? ' (connections closed)' : '';
           this.logger.warn(info, `workers ${info.lost.join(', ')} lost${how}: slots reassigned, ${info.replayed} batches replayed`);
           this.#notify((l) => l.onWorkersLost?.(info));
+          this.#notify((l) => l.onRecovered?.({ kind: 'failover', replayed: info.replayed, ms: info.ms, workers: info.lost }));
         },
         stalled: (reason) => {
           this.logger.warn({ reason: reason.message }, 'the data plane stalled: restoring from the last checkpoint');
@@ -596,6 +656,26 @@ export class StreamingContext {
       this.#driver.tick(next);
     }
     this.#armTimer(next);
+  }
+
+  /** Starts the web UI and registers its monitor as a listener, so that it sees the first batch. */
+  async #startUi(plan: ReturnType<typeof compilePlan>, keys: Map<number, string>): Promise<void> {
+    const ui = await startWebUi({
+      address: this.#uiAddress as UiAddress,
+      app: {
+        appName: this.appName,
+        batchDurationMs: this.batchDurationMs,
+        partitions: this.partitions,
+        inputs: plan.inputs.filter((n) => n.kind === 'input').map((n) => n.name),
+        operators: plan.stateful.map((n) => ({ name: n.name, key: keys.get(n.id) ?? n.name })),
+        cluster: this.#cluster !== undefined,
+      },
+      now: () => this.clock.now(),
+      logger: this.logger,
+    });
+    this.#ui = ui;
+    this.#listeners.push(ui.monitor);
+    this.logger.info({ url: ui.url }, 'web UI and /metrics listening');
   }
 
   async #openCheckpoint(plan: ReturnType<typeof compilePlan>, keys: Map<number, string>, now: number): Promise<OpenedCheckpoint> {
@@ -1114,5 +1194,8 @@ export class StreamingContext {
     if (this.#root) stopActor(this.#root);
     if (this.#system && this.#config.actorSystem === undefined) stopActor(this.#system);
     this.#root = undefined;
+    const ui = this.#ui;
+    this.#ui = undefined;
+    if (ui) await ui.stop();
   }
 }

@@ -2,7 +2,7 @@
 /**
  * The `tributary` command.
  *
- *   tributary run <app> [--forever] [--duration <s>] [--supervise] [--nats <url> --workers <n>] [-- app args]
+ *   tributary run <app> [--forever] [--duration <s>] [--supervise] [--nats <url> --workers <n>] [--ui host:port] [-- app args]
  *   tributary worker <app> --nats <url> [--id <name>] [-- app args]
  *   tributary chaos word-count [--kills n] [--seed s] [--targets driver,nats] [--journal file|nats] [--bad-input]
  *   tributary inspect <dir | nats://...> [--verify] [--json] [--app <name>]
@@ -49,10 +49,15 @@ function seconds(value: string): number {
 async function run(
   file: string,
   args: string[],
-  options: { forever?: boolean; duration: number; status: boolean; nats?: string; workers?: number; standby?: boolean },
+  options: { forever?: boolean; duration: number; status: boolean; nats?: string; workers?: number; standby?: boolean; ui?: string },
 ): Promise<void> {
   const app = await loadApp(file);
   const ssc = await app({ args });
+  if (options.ui !== undefined) {
+    if (ssc.lifecycle !== 'initialized')
+      throw new TributaryError('INVALID_CONFIG', `${file} started its context itself: --ui cannot apply`);
+    ssc.ui(options.ui);
+  }
   if (options.nats !== undefined || options.workers !== undefined) {
     if (options.nats === undefined || options.workers === undefined) {
       throw new TributaryError(
@@ -83,6 +88,8 @@ async function run(
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   if (ssc.lifecycle === 'initialized') await ssc.start();
+  const ui = ssc.uiAddress;
+  if (ui) process.stderr.write(`web UI: ${ui.url} (Prometheus: ${ui.url}metrics)\n`);
   if (!options.forever) {
     process.stderr.write(`running for ${options.duration} s (--forever to keep going, Ctrl-C to stop)\n`);
     void delayMs(options.duration * 1000).then(() => stop(`${options.duration} s elapsed`));
@@ -107,6 +114,7 @@ program
   .option('--nats <url>', 'run the batches on worker processes over this NATS (with --workers)')
   .option('--workers <n>', 'with --nats: live workers to wait for before the first batch', (v) => positiveInt(v))
   .option('--standby', 'with --nats: wait while another driver of the app is active, take over when it dies')
+  .option('--ui <host:port>', 'serve the web UI and Prometheus /metrics here (host defaults to 127.0.0.1; port 0 picks a free one)')
   .option('--supervise', 'restart the driver after a failure (with backoff)')
   .option('--max-restarts <n>', 'with --supervise: crashes allowed within the window', (v) => positiveInt(v), 5)
   .option('--restart-window <seconds>', 'with --supervise: the window crashes are counted in', seconds, 60)
@@ -140,6 +148,7 @@ program
   });
 
 interface RunCliOptions {
+  ui?: string;
   nats?: string;
   standby?: boolean;
   workers?: number;
