@@ -3,8 +3,9 @@
  * declarations), README, LICENSE and package.json only; a fresh project outside
  * this repository installs it by name (`tributary-streams`), type-checks an app
  * against the shipped declarations (a type error is caught) and runs it with
- * `npx tributary run app.ts` to completion; `npx tributary init` writes a project that
- * installs and passes its own test as written.
+ * `npx tributary run app.ts` to completion; the installed package serves its web UI
+ * (page, uPlot from its dependency, /metrics) with nothing else to fetch;
+ * `npx tributary init` writes a project that installs and passes its own test as written.
  */
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -55,6 +56,21 @@ export default defineApp(() => {
 });
 `;
 
+/** Starts an app with the web UI from the installed package and prints the status of each asset the page loads. */
+const UI_CHECK = `import { StreamingContext } from 'tributary-streams';
+import { ManualClock } from 'tributary-streams/testing';
+
+const ssc = new StreamingContext({ appName: 'packaged-ui', batchDuration: 100, clock: new ManualClock(), ui: '127.0.0.1:0' });
+ssc.queueStream([['a']]).foreachBatch(() => {});
+await ssc.start();
+await ssc.runBatches(1);
+for (const p of ['', 'app.js', 'app.css', 'vendor/uPlot.iife.min.js', 'vendor/uPlot.min.css', 'metrics']) {
+  const res = await fetch(ssc.uiAddress.url + p);
+  console.log(\`/\${p} \${res.status} \${(await res.text()).length > 0}\`);
+}
+await ssc.stop();
+`;
+
 const BAD = `import { StreamingContext } from 'tributary-streams';
 const ssc = new StreamingContext({ appName: 'bad', batchDuration: 100 });
 ssc.queueStream<string>([['a']]).map((s) => s.length).reduceByKey((a, b) => a + b);
@@ -82,7 +98,15 @@ test('package - the packed tarball installs in a fresh project, type-checks and 
     [],
     'nothing but dist/, README, LICENSE and package.json',
   );
-  for (const f of ['dist/runtime/api/index.d.ts', 'dist/runtime/api/testing.d.ts', 'dist/runtime/cli/cli.js', 'LICENSE', 'README.md'])
+  for (const f of [
+    'dist/runtime/api/index.d.ts',
+    'dist/runtime/api/testing.d.ts',
+    'dist/runtime/cli/cli.js',
+    'dist/runtime/ui/page.js',
+    'dist/runtime/ui/ui-server.js',
+    'LICENSE',
+    'README.md',
+  ])
     t.true(files.includes(f), f);
   t.false(
     files.some((f) => f.includes('/tests/') || (f.endsWith('.ts') === true && !f.endsWith('.d.ts'))),
@@ -134,6 +158,18 @@ test('package - the packed tarball installs in a fresh project, type-checks and 
   const ran = await sh('npx', ['tributary', 'run', 'app.ts', '--duration', '1', '--no-status'], project, 120_000);
   t.is(ran.code, 0, ran.stderr);
   t.deepEqual(ran.stdout.trim().split('\n'), ['words 100 3', 'words 200 2']);
+
+  await fs.writeFile(path.join(project, 'ui-check.mjs'), UI_CHECK);
+  const ui = await sh(process.execPath, ['ui-check.mjs'], project, 60_000);
+  t.is(ui.code, 0, ui.stderr);
+  t.deepEqual(ui.stdout.trim().split('\n'), [
+    '/ 200 true',
+    '/app.js 200 true',
+    '/app.css 200 true',
+    '/vendor/uPlot.iife.min.js 200 true',
+    '/vendor/uPlot.min.css 200 true',
+    '/metrics 200 true',
+  ]);
 
   // The scaffold installs and passes its own test as written (on this tarball, not yet on the registry).
   const scaffold = path.join(work, 'scaffold');
