@@ -21,7 +21,13 @@ export type OutputMessage = {
 export type ReceiverMessage =
   | { readonly type: 'receiver.store'; readonly records: readonly unknown[] }
   | { readonly type: 'receiver.setAside'; readonly letter: SetAside }
-  | { readonly type: 'receiver.cut'; readonly replyTo: ActorRef<Reply<ReceivedBlock | null>>; readonly time: number };
+  | {
+      readonly type: 'receiver.cut';
+      readonly replyTo: ActorRef<Reply<ReceivedBlock | null>>;
+      readonly time: number;
+      /** Take at most this many records (backpressure); the rest stays for the next cut. */
+      readonly max: number;
+    };
 
 /** Messages to the driver. */
 export type DriverMessage =

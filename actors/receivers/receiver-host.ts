@@ -40,12 +40,15 @@ function openBuffer(parent: ActorRef<never>, name: string, hooks: ReceiverBuffer
         buf.letters.push(msg.letter);
         return buf;
       case 'receiver.cut': {
-        const { records, letters } = buf;
+        const { letters } = buf;
+        const all = buf.records.length <= msg.max;
+        const records = all ? buf.records : buf.records.slice(0, msg.max);
+        const rest = all ? [] : buf.records.slice(msg.max);
         const id = `${name}-${msg.time}-${processToken}-${++blockSeq}`;
         const block = records.length === 0 && letters.length === 0 ? null : { id, records, ...(letters.length > 0 ? { letters } : {}) };
         dispatch(msg.replyTo, { ok: true, value: block });
         hooks.drained(records.length);
-        return { records: [], letters: [], blocks: buf.blocks + (block ? 1 : 0) };
+        return { records: rest, letters: [], blocks: buf.blocks + (block ? 1 : 0) };
       }
       default:
         return assertNever(msg);
@@ -58,10 +61,12 @@ function openBuffer(parent: ActorRef<never>, name: string, hooks: ReceiverBuffer
     setAside(letter) {
       dispatch(ref, { type: 'receiver.setAside', letter });
     },
-    cut(time) {
-      return ask<ReceiverMessage, Reply<ReceivedBlock | null>>(ref, (replyTo) => ({ type: 'receiver.cut', replyTo, time }), 60_000).then(
-        unwrap,
-      );
+    cut(time, max = Number.POSITIVE_INFINITY) {
+      return ask<ReceiverMessage, Reply<ReceivedBlock | null>>(
+        ref,
+        (replyTo) => ({ type: 'receiver.cut', replyTo, time, max }),
+        60_000,
+      ).then(unwrap);
     },
   };
 }

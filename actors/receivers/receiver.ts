@@ -78,20 +78,9 @@ export abstract class Receiver<T> {
     this.#buffered += batch.length;
     this.#storedSeq += batch.length;
     link.buffer.store(batch);
-    const durable = this.#whenDurable(this.#storedSeq);
-    const waitMs = this.#spend(batch.length);
-    if (waitMs === 0) return durable;
-    // Over the rate backpressure allows: a receiver that awaits store() slows down to it.
-    const until = link.env.clock.now() + waitMs;
-    return handled(
-      durable.then(
-        () =>
-          new Promise<void>((resolve) => {
-            if (link.env.clock.now() >= until) resolve();
-            else link.env.clock.setTimer(until, resolve);
-          }),
-      ),
-    );
+    // Blocks are cut within the rate backpressure allows, so a receiver that awaits store() slows down to it.
+    this.#spend(batch.length);
+    return this.#whenDurable(this.#storedSeq);
   }
 
   /** Tokens of the rate limit (a bucket holding one second at the rate), refilled by the clock. */
@@ -143,6 +132,7 @@ export abstract class Receiver<T> {
    */
   protected setAside(record: unknown, error: string): void {
     if (this.#link === undefined || this.#stopped) return;
+    this.#asideSeq++;
     this.#link.buffer.setAside({ record, error });
   }
 
@@ -179,6 +169,13 @@ export abstract class Receiver<T> {
     this.#stopped = false;
     await this.onStart();
   }
+
+  /** @internal Letters set aside so far (a cut asked for now takes them all). */
+  get asideSeq(): number {
+    return this.#asideSeq;
+  }
+
+  #asideSeq = 0;
 
   /** @internal Records handed over so far (a cut asked for now takes exactly these). */
   get storedSeq(): number {
@@ -244,23 +241,35 @@ export function receiverSource<T>(
       // Cut, not yet written (a write failed: retried before anything newer).
       const unwritten: ReceivedBlock[] = [];
       let cutSeq = 0;
+      let asideCut = 0;
       let closed = false;
+      /** Stopping: the last batch takes everything, whatever the rate. */
+      let releasing = false;
+      /** Records the rate allows in `ms` (at least one), or no limit. */
+      const allowedIn = (ms: number): number => {
+        const perSecond = releasing ? undefined : env.rate.perSecond();
+        return perSecond === undefined ? Number.POSITIVE_INFINITY : Math.max(1, Math.floor((perSecond * ms) / 1000));
+      };
       const buffer = env.receiverHost.openBuffer(env.name, {
         received: (records) => env.received(records),
         drained: (records) => receiver.drained(records),
       });
       const flush = async (time: number): Promise<void> => {
-        const upTo = receiver.storedSeq;
-        if (upTo !== cutSeq) {
-          cutSeq = upTo;
-          const cut = await buffer.cut(time);
-          if (cut !== null) unwritten.push(cut);
+        const aside = receiver.asideSeq;
+        if (receiver.storedSeq !== cutSeq || aside !== asideCut) {
+          // Every letter set aside before the cut is asked goes with it; records up to the rate's share of a block interval.
+          asideCut = aside;
+          const cut = await buffer.cut(time, allowedIn(env.blockIntervalMs));
+          if (cut !== null) {
+            unwritten.push(cut);
+            cutSeq += cut.records.length;
+          }
         }
         while (unwritten.length > 0) {
           await env.writeBlock(unwritten[0] as ReceivedBlock);
           ready.push(unwritten.shift() as ReceivedBlock);
         }
-        receiver.durableUpTo(upTo);
+        receiver.durableUpTo(cutSeq);
       };
       // One cut at a time, each written before the next: blocks reach the log in the order their records came.
       let writing: Promise<void> = Promise.resolve();
@@ -274,7 +283,7 @@ export function receiverSource<T>(
       const onBlockTimer = (): void => {
         if (closed) return;
         const at = env.clock.now();
-        if (receiver.storedSeq !== cutSeq || unwritten.length > 0) {
+        if (receiver.storedSeq !== cutSeq || receiver.asideSeq !== asideCut || unwritten.length > 0) {
           serial(at).then(
             () => {
               if (failing) env.logger.info({ stream: env.name }, 'writing received blocks ahead works again');
@@ -292,6 +301,7 @@ export function receiverSource<T>(
       cancelTimer = env.clock.setTimer(env.clock.now() + env.blockIntervalMs, onBlockTimer);
       await receiver.attach({ buffer, env });
       const release = async (): Promise<boolean> => {
+        releasing = true;
         await receiver.detach();
         await serial(env.clock.now()).catch(() => {});
         receiver.notStored(new InvalidStateError(`${env.name}: stopped before the records could be written ahead`));
@@ -300,8 +310,16 @@ export function receiverSource<T>(
       return {
         async allocate(time) {
           await serial(time);
-          const taken = ready;
-          ready = [];
+          // Within the rate (at least one block): what is left goes to the next batches, already written ahead.
+          const cap = allowedIn(env.batchDurationMs);
+          let count = 0;
+          let n = 0;
+          while (n < ready.length && (n === 0 || count + (ready[n] as ReceivedBlock).records.length <= cap)) {
+            count += (ready[n] as ReceivedBlock).records.length;
+            n++;
+          }
+          const taken = ready.slice(0, n);
+          ready = ready.slice(n);
           for (const b of taken) blocks.set(b.id, b);
           env.rate.allocated(
             time,

@@ -66,8 +66,8 @@ export interface ReceiverBuffer {
   store(records: readonly unknown[]): void;
   /** Adds a dead letter (input that is not a record) to the next block. */
   setAside(letter: SetAside): void;
-  /** Cuts everything stored so far into a block named after `timeMs`, or null when nothing was stored. */
-  cut(timeMs: number): Promise<ReceivedBlock | null>;
+  /** Cuts everything stored so far (at most `max` records) into a block named after `timeMs`, or null when nothing was stored. */
+  cut(timeMs: number, max?: number): Promise<ReceivedBlock | null>;
 }
 
 /** A resuming input's journaled past. */

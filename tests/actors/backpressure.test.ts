@@ -6,7 +6,8 @@
  * Spark's PID estimator sizes each batch to what is processed in time and the delay
  * stays under two batch durations. maxRatePerPartition caps every batch.
  */
-import { StreamingContext, type StreamingContextConfig } from '../../runtime/api/index.ts';
+import * as net from 'node:net';
+import { type DStream, StreamingContext, type StreamingContextConfig } from '../../runtime/api/index.ts';
 import { quiet } from '../helpers/checkpoint-kit.ts';
 import { addStream, type NatsSuite, natsSuite, publishAll, Tally, uniq } from '../helpers/nats-kit.ts';
 
@@ -27,14 +28,41 @@ interface Run {
   readonly sizes: number[];
 }
 
-async function run(t: { context: NatsSuite }, extra: Partial<StreamingContextConfig>): Promise<Run> {
-  const stream = uniq('BP');
-  await addStream(t.context.nc, stream);
-  await publishAll(
-    t.context.nc,
-    `${stream}.in`,
-    Array.from({ length: MESSAGES }, (_, i) => `m${i}`),
-  );
+const lines = Array.from({ length: MESSAGES }, (_, i) => `m${i}`);
+
+/** The input: a JetStream stream holding every message, or a line server that sends them all at once. */
+async function input(t: { context: NatsSuite }, kind: 'jetstream' | 'socket', ssc: StreamingContext): Promise<DStream<string>> {
+  if (kind === 'jetstream') {
+    const stream = uniq('BP');
+    await addStream(t.context.nc, stream);
+    await publishAll(t.context.nc, `${stream}.in`, lines);
+    return ssc.jetstreamStream({ stream });
+  }
+  // Everything on the first connection, which stays open (a reconnect would get the lines again).
+  let sent = false;
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => {});
+    if (!sent) socket.write(`${lines.join('\n')}\n`);
+    sent = true;
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push(server);
+  return ssc.socketTextStream('127.0.0.1', (server.address() as net.AddressInfo).port);
+}
+
+const servers: net.Server[] = [];
+const sockets: net.Socket[] = [];
+test.after.always(() => {
+  for (const s of sockets) s.destroy();
+  for (const s of servers) s.close();
+});
+
+async function run(
+  t: { context: NatsSuite },
+  extra: Partial<StreamingContextConfig>,
+  kind: 'jetstream' | 'socket' = 'jetstream',
+): Promise<Run> {
   const ssc = new StreamingContext({
     appName: uniq('bp'),
     batchDuration: BATCH_MS,
@@ -58,8 +86,7 @@ async function run(t: { context: NatsSuite }, extra: Partial<StreamingContextCon
       done.add(records);
     },
   });
-  ssc
-    .jetstreamStream({ stream })
+  (await input(t, kind, ssc))
     .map((m) => {
       blockFor(RECORD_MS);
       return m;
@@ -89,6 +116,21 @@ test.serial('backpressure - with it, batches follow the processing rate and the 
   t.is(sizes[0], (100 * BATCH_MS) / 1000, 'the first batch takes the initial rate');
   // The app processes 1000 / RECORD_MS = 500 records/s: no batch needs much more than that.
   t.true(Math.max(...sizes) <= (1.5 * (1000 / RECORD_MS) * BATCH_MS) / 1000, `largest batch ${Math.max(...sizes)}`);
+});
+
+test.serial('backpressure - a socket receiver: batches follow the processing rate, the delay stays under two batches', async (t) => {
+  t.timeout(120_000);
+  const { delays, sizes } = await run(t, { backpressure: { initialRate: 100 } }, 'socket');
+  t.log(`batch sizes ${sizes.join(' ')}; scheduling delays ${delays.join(' ')} ms`);
+  t.true(Math.max(...delays) < 2 * BATCH_MS, `max scheduling delay ${Math.max(...delays)} ms`);
+  t.true(Math.max(...sizes) <= (1.5 * (1000 / RECORD_MS) * BATCH_MS) / 1000, `largest batch ${Math.max(...sizes)}`);
+});
+
+test.serial('backpressure - a socket receiver without it: one batch takes all, the delay grows', async (t) => {
+  t.timeout(120_000);
+  const { delays, sizes } = await run(t, {}, 'socket');
+  t.log(`batch sizes ${sizes.join(' ')}; max scheduling delay ${Math.max(...delays)} ms`);
+  t.true(Math.max(...delays) > 2 * BATCH_MS, `max scheduling delay ${Math.max(...delays)} ms`);
 });
 
 test.serial('backpressure - maxRatePerPartition caps every batch', async (t) => {

@@ -69,7 +69,7 @@ class Hand extends Receiver<number> {
   onStop(): void {}
 }
 
-test('rate controller - a receiver over maxRatePerPartition has store() resolve only when the rate allows', async (t) => {
+test('rate controller - a receiver over maxRatePerPartition gets batches within the rate; store() resolves as they are cut', async (t) => {
   const clock = new ManualClock();
   // 2 partitions x 50 = 100 records/s; the bucket holds one second.
   const ssc = new StreamingContext({
@@ -81,18 +81,18 @@ test('rate controller - a receiver over maxRatePerPartition has store() resolve 
     logger: pino({ level: 'silent' }),
   });
   const rx = new Hand();
-  ssc.receiverStream(rx).foreachBatch(() => {});
+  const sizes: number[] = [];
+  ssc.receiverStream(rx).foreachBatch((r) => void sizes.push(r.length));
   await ssc.start();
   let resolved = false;
-  // 300 records: 100 within the bucket, 200 of debt, 2 s at 100/s.
+  // 300 records at 100/s: blocks of 20 every 200 ms, so the last is cut at 3 s.
   const stored = rx.storeAll(Array.from({ length: 300 }, (_, i) => i)).then(() => {
     resolved = true;
   });
-  clock.advance(1000);
-  await new Promise((resolve) => setImmediate(resolve));
-  t.false(resolved, 'one second later: still over the rate');
-  clock.advance(1000);
+  await ssc.runBatches(2);
+  t.false(resolved, 'two seconds later: 200 of 300 cut');
+  await ssc.runBatches(1);
   await stored;
-  t.true(resolved);
   await ssc.stop();
+  t.deepEqual(sizes, [100, 100, 100], 'each batch within 100 records/s');
 });
