@@ -40,8 +40,10 @@ import type { Allocation } from '../graph/wire.ts';
 import { connectNats, isNatsUrl, type NatsOptions, parseNatsUrl, redactNatsUrl } from '../nats/nats-connection.ts';
 import { parseUiAddress, type UiAddress, type UiOption } from '../ui/ui-address.ts';
 import { startWebUi, type WebUi } from '../ui/web-ui.ts';
+import { CHAOS_HARNESS, type ChaosHarness, harnessOutputs, stateDigests } from './chaos-harness.ts';
 import { checkRecordErrorPolicy, DStream, transformStreams, unionStreams } from './dstream.ts';
 import { type DeadLetterWriter, deadLetterWriter } from './record-dead-letters.ts';
+import { withReplayFault } from './test-faults.ts';
 
 /** How a context is configured. */
 export interface StreamingContextConfig {
@@ -253,6 +255,7 @@ export class StreamingContext {
   #clusterNats: NatsConnection | undefined;
   #plan: ReturnType<typeof compilePlan> | undefined;
   #listeners: StreamingListener[] = [];
+  #harness: ChaosHarness | undefined;
   #uiAddress: UiAddress | undefined;
   #ui: WebUi | undefined;
   #inputs = new Map<number, OpenInput<unknown>>();
@@ -463,12 +466,26 @@ export class StreamingContext {
     this.#listeners.push(listener);
   }
 
+  /** @internal Installs a chaos check's harness (chaos-harness.ts): for the chaos runner and checkRecovery only. */
+  [CHAOS_HARNESS](harness: ChaosHarness): void {
+    if (this.#lifecycle !== 'initialized') throw new InvalidStateError('a chaos check must get the context before start()');
+    this.#harness = harness;
+  }
+
   // ---- lifecycle ----------------------------------------------------------------
 
   /** Starts receiving and processing. The graph can no longer change. */
   async start(): Promise<void> {
     if (this.#lifecycle !== 'initialized') throw new InvalidStateError(`start() called on a ${this.#lifecycle} context`);
     this.graph.freeze();
+    const harness = this.#harness;
+    if (harness) {
+      const cluster = this.#cluster !== undefined;
+      const outputs = harnessOutputs(harness, this.graph.nodes, this.graph.outputs, { checkpoint: this.#checkpointDir, cluster });
+      this.graph.outputs.splice(0, outputs.length, ...outputs);
+      this.#clock = harness.clock;
+      this.#checkpointDir = harness.checkpoint;
+    }
     const plan = compilePlan(this.graph.nodes, this.graph.outputs, { onRecordError: this.#config.onRecordError });
     this.#plan = plan;
     if (plan.stateful.length > 0 && this.#checkpointDir === undefined) {
@@ -577,7 +594,7 @@ export class StreamingContext {
       keys,
       checkpointer: this.#checkpointer,
       restored: this.#opened?.restored,
-      replay: this.#opened?.replay,
+      replay: withReplayFault(this.#opened?.replay, (text) => this.logger.warn(text)),
       deadLetters: async (time, letters, again) => {
         const where = await this.#writeDeadLetters(time, letters);
         if (again) return;
@@ -648,6 +665,10 @@ export class StreamingContext {
           else driver.rebalance(change.leaving, change.joined);
         },
       );
+    }
+    if (harness) {
+      const driver = this.#driver;
+      harness.started(() => stateDigests(driver, plan.stateful));
     }
     // Batches of the downtime (between the last journaled batch and now) run first.
     let next = this.#lastTickMs + this.batchDurationMs;

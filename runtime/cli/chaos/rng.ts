@@ -1,21 +1,5 @@
 /**
- * A small seeded PRNG (mulberry32) so kill moments and targets replay exactly from
- * the printed seed.
+ * The chaos runner's seeded PRNG, kept in runtime/base so that the test kit's kill
+ * plans draw from the same sequence.
  */
-
-/**
- * A function returning numbers in [0, 1), the same sequence for the same seed.
- *
- * @example
- * const rng = seededRandom(42); rng() // 0.6011...
- */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../../base/seeded-random.ts';
