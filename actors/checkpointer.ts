@@ -43,9 +43,13 @@ export type CapturedState = CapturedPartition;
 
 /** Numbers about one checkpoint (for logs, benchmarks and the web UI). */
 export interface CheckpointStats {
+  /** The batch time the checkpoint holds the state of. */
   readonly time: number;
+  /** Bytes of the snapshots written for it, all operators and partitions together. */
   readonly snapshotBytes: number;
+  /** Key-value entries those snapshots hold (a delta holds only the keys that changed). */
   readonly entries: number;
+  /** Real ms from capturing the state to the checkpoint journaled. */
   readonly writeMs: number;
   /** `full` when every partition's snapshot was full, `incremental` when every one was a delta, else `mixed`. */
   readonly kind: 'full' | 'incremental' | 'mixed';
@@ -55,9 +59,13 @@ export interface CheckpointStats {
 
 /** One stateful operator's share of a checkpoint, all its partitions together. */
 export interface OperatorCheckpointStats {
+  /** The operator's snapshot name: its `.uid(name)`, else its stable key. */
   readonly operator: string;
+  /** Bytes of its snapshots in this checkpoint, all partitions together. */
   readonly snapshotBytes: number;
+  /** Key-value entries its snapshots hold. */
   readonly entries: number;
+  /** `full` when each partition's snapshot was full, `incremental` when each was a delta, else `mixed`. */
   readonly kind: 'full' | 'incremental' | 'mixed';
 }
 

@@ -29,6 +29,7 @@ import { PartitionWorker } from './worker/partition-worker.ts';
 
 /** What the app learns about each finished batch. */
 export interface BatchInfo {
+  /** The batch time (ms of the context's clock). */
   readonly time: number;
   /** Input records of the batch, all inputs together. */
   readonly records: number;

@@ -43,20 +43,29 @@ export interface ReplayBatch {
  * so nothing is replayed unless that checkpoint could not be written (`replayed` batches).
  */
 export interface RebalancedInfo {
+  /** Workers that joined. */
   readonly joined: readonly string[];
+  /** Workers that announced they leave. */
   readonly leaving: readonly string[];
+  /** The new owners: slot q's worker at index q. */
   readonly slots: readonly string[];
+  /** Batches run again (0 unless the handover's checkpoint could not be written). */
   readonly replayed: number;
+  /** Real ms the move took. */
   readonly ms: number;
 }
 
 /** Lost workers' slots went to live workers; `replayed` completed batches run again (`ms` from detection). */
 export interface FailedOverInfo {
+  /** Workers declared lost. */
   readonly lost: readonly string[];
   /** The lost workers seen gone by their closed connections (the others stopped renewing for a lease). */
   readonly closed: readonly string[];
+  /** The new owners: slot q's worker at index q. */
   readonly slots: readonly string[];
+  /** Batches run again from the last checkpoint. */
   readonly replayed: number;
+  /** Real ms from detecting the loss to the slots restored. */
   readonly ms: number;
 }
 

@@ -14,6 +14,7 @@ export interface ActorRef<M> {
 
 /** The root of an actor system, parent of top-level actors. */
 export interface ActorSystem {
+  /** Brands the type: only startActorSystem makes one. */
   readonly __system: true;
 }
 

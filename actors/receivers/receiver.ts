@@ -146,7 +146,7 @@ export abstract class Receiver<T> {
     this.#link?.env.fail(new SourceFailedError(`${this.#link.env.name}: ${message}`, { cause: error }));
   }
 
-  /** What the running context offers its sources (NATS connection, dead letters, ...). */
+  /** @internal What the running context offers its sources (NATS connection, dead letters, ...). */
   protected get env(): SourceEnv {
     const link = this.#link;
     if (link === undefined) throw new Error('the receiver is not started');

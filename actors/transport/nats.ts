@@ -61,10 +61,15 @@ interface Assembly {
 
 /** Byte and message counters of one transport (for benchmarks and logs). */
 export interface TransportStats {
+  /** Bytes of the encoded messages sent (headers not counted). */
   bytesSent: number;
+  /** Bytes of the encoded messages received. */
   bytesReceived: number;
+  /** Whole messages sent (a large one goes as several chunks). */
   messagesSent: number;
+  /** Whole messages received. */
   messagesReceived: number;
+  /** Chunks sent: NATS messages below the server's `max_payload`. */
   chunksSent: number;
   /** The most chunks ever unacknowledged towards one receiver. */
   maxOutstanding: number;

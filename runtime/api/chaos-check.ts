@@ -35,10 +35,13 @@ export interface CheckRecoveryOptions {
 
 /** What {@link checkRecovery} found. */
 export interface RecoveryReport extends OracleVerdict {
+  /** True when the diagnosis is `pass` and every planned crash happened. */
   readonly passed: boolean;
   /** Crashes that happened (all planned ones, unless the run failed first). */
   readonly crashes: number;
+  /** Batches of stream time both runs covered. */
   readonly batches: number;
+  /** The seed of the crash moments, to replay the run. */
   readonly seed: number;
   /** The report as text, for a failing test's message. */
   readonly text: string;

@@ -38,16 +38,26 @@ export type Diagnosis = 'pass' | 'non-deterministic' | 'not-idempotent' | 'recov
 
 /** The verdict on a pair of runs. */
 export interface OracleVerdict {
+  /** `pass`, or the kind of fault found. */
   readonly diagnosis: Diagnosis;
   /** The earliest difference: its batch time, the output or operator, and what differs. */
-  readonly firstDifference?: { readonly time: number; readonly operator: string; readonly what: string };
+  readonly firstDifference?: {
+    /** The batch time. */
+    readonly time: number;
+    /** The output or operator. */
+    readonly operator: string;
+    /** What differs. */
+    readonly what: string;
+  };
   /** One line per finding, most telling first. */
   readonly findings: readonly string[];
   /** Output digests of the reference compared. */
   readonly outputsCompared: number;
   /** Batch times whose outputs ran twice in the run with kills (in flight at a kill), all with equal digests if fine. */
   readonly rerunBatches: readonly number[];
+  /** Stateful operators whose final states were compared. */
   readonly statesCompared: readonly string[];
+  /** Files the app wrote that were compared with the reference's. */
   readonly filesCompared: number;
 }
 

@@ -5,7 +5,9 @@ import type { DStream } from './dstream.ts';
 
 /** One recorded batch. */
 export interface CollectedBatch<T> {
+  /** The batch time. */
   readonly time: number;
+  /** The batch's records, copied. */
   readonly records: T[];
 }
 

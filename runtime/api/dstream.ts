@@ -49,6 +49,7 @@ export interface ReducedWindowOptions<K, V> extends PartitionOptions {
 
 /** Options of `updateStateByKey`. */
 export interface UpdateStateOptions<K, S> extends PartitionOptions {
+  /** State to start from (Spark's `initialRDD`); a checkpoint's state replaces it on restart. */
   readonly initial?: readonly [K, S][];
 }
 

@@ -1,9 +1,12 @@
 /**
  * The public surface of Tributary (`import ... from 'tributary-streams'`).
+ *
+ * @module tributary-streams
  */
 
 export type { CheckpointStats, OperatorCheckpointStats } from '../../actors/checkpointer.ts';
 export type { BatchInfo } from '../../actors/driver.ts';
+export type { FailedOverInfo, RebalancedInfo } from '../../actors/reassignment.ts';
 export type { GeneratorStreamOptions } from '../../actors/receivers/generator.ts';
 export type { JetStreamStreamOptions } from '../../actors/receivers/jetstream.ts';
 export type { NatsStreamOptions } from '../../actors/receivers/nats.ts';
@@ -15,6 +18,7 @@ export type { TextLineOptions } from '../../actors/receivers/text-generator.ts';
 export { textLine, wordOf } from '../../actors/receivers/text-generator.ts';
 export type { ActorSystem } from '../../actors/system.ts';
 export { startActorSystem } from '../../actors/system.ts';
+export type { TransportStats } from '../../actors/transport/nats.ts';
 export type { CancelTimer, Clock } from '../base/clock.ts';
 export { SystemClock } from '../base/clock.ts';
 export { milliseconds, minutes, seconds } from '../base/durations.ts';
@@ -53,5 +57,12 @@ export type {
 export { DStream, MapWithStateDStream } from './dstream.ts';
 export type { ToJetStreamOptions } from './jetstream-sink.ts';
 export { deadLetterSubject } from './record-dead-letters.ts';
-export type { BackpressureOptions, StreamingContextConfig, StreamingListener } from './streaming-context.ts';
+export type {
+  BackpressureOptions,
+  ClusterConfig,
+  ClusterWorker,
+  Lifecycle,
+  StreamingContextConfig,
+  StreamingListener,
+} from './streaming-context.ts';
 export { StreamingContext } from './streaming-context.ts';

@@ -21,6 +21,7 @@ import { type TextFileStreamOptions, textFileSource } from '../../actors/receive
 import { appendBlock, ensureWal, type WalNames, walAllocation, walNames, walRecords } from '../../actors/receivers/wal.ts';
 import { type OpenedCheckpoint, openCheckpoint } from '../../actors/recovery.ts';
 import { type ActorRef, type ActorSystem, spawnActor, startActorSystem, stopActor } from '../../actors/system.ts';
+import type { TransportStats } from '../../actors/transport/nats.ts';
 import type { AssignmentWire } from '../../actors/transport/transport.ts';
 import { Worker } from '../../actors/worker/worker.ts';
 import type { Journal } from '../../journal/journal.ts';
@@ -67,7 +68,10 @@ export interface StreamingContextConfig {
    * NATS for sources and sinks (natsStream, jetstreamStream, toJetStream); by default
    * the checkpoint's NATS URL when checkpoints are in JetStream.
    */
-  readonly nats?: NatsOptions & { readonly url: string };
+  readonly nats?: NatsOptions & {
+    /** `nats://host:port[,host:port]`, with credentials and TLS as in checkpoint URLs. */
+    readonly url: string;
+  };
   /** Run the batches on worker processes over NATS (see {@link StreamingContext.cluster}). */
   readonly cluster?: ClusterConfig;
   /**
@@ -112,6 +116,7 @@ export interface StreamingContextConfig {
 
 /** Options of backpressure (see {@link StreamingContextConfig.backpressure}). */
 export interface BackpressureOptions extends PidOptions {
+  /** Records per second an input takes before the first estimate (default: no limit). */
   readonly initialRate?: number;
 }
 
@@ -154,11 +159,18 @@ export interface StreamingListener {
   onBatchStarted?(info: { readonly time: number; readonly schedulingDelayMs: number }): void;
   /** A checkpoint was committed (its snapshots stored, then journaled). */
   onCheckpointCompleted?(stats: CheckpointStats): void;
-  /** A record could not be decoded and went to a dead-letter subject; `total` counts them. */
+  /**
+   * A record was set aside as a dead letter: a source could not decode or accept it,
+   * or an operator's function threw on it under `onRecordError: 'dead-letter'`.
+   * `stream` names the input or the operator, `subject` where the letter went (a
+   * subject, a file under the checkpoint, or `the log`); `total` counts them.
+   */
   onDeadLetter?(info: { readonly stream: string; readonly subject: string; readonly error: string; readonly total: number }): void;
+  /** A batch completed, outputs and state commit included. */
   onBatchCompleted?(info: BatchInfo): void;
   /** A receiver accepted `records` records for the input stream `stream` (e.g. `socketTextStream#1`). */
   onRecordsReceived?(info: { readonly stream: string; readonly records: number }): void;
+  /** The context stopped on this error (a failed batch, a source, a fenced journal, ...). */
   onError?(error: Error): void;
   /** On a cluster: workers joined or left gracefully; their slots moved after a checkpoint (nothing replayed). */
   onRebalanced?(info: RebalancedInfo): void;
@@ -185,7 +197,25 @@ export interface StreamingListener {
   onAssigned?(info: { readonly epoch: number; readonly slots: readonly string[] }): void;
 }
 
-type Lifecycle = 'initialized' | 'active' | 'stopped';
+/** Where a context is in its life (Spark's `StreamingContextState`): built, started, stopped. */
+export type Lifecycle = 'initialized' | 'active' | 'stopped';
+
+/**
+ * A cluster worker that {@link StreamingContext.runWorker} registered: it runs the
+ * partitions the driver assigns it until `stop()`.
+ */
+export interface ClusterWorker {
+  /** Its id in the cluster (`--id`, else host, pid and a random suffix). */
+  readonly id: string;
+  /** The partition slots whose leases it holds now. */
+  readonly slots: number[];
+  /** Bytes and messages its data plane sent and received so far. */
+  readonly stats: TransportStats | undefined;
+  /** Resolves when the worker stopped; rejects with what made it fail. */
+  run(): Promise<void>;
+  /** Leaves gracefully: its slots are handed over and it unregisters. */
+  stop(): Promise<void>;
+}
 
 interface Waiter {
   readonly time: number;
@@ -227,11 +257,15 @@ function checkRates(config: StreamingContextConfig): void {
  * await ssc.awaitTermination();
  */
 export class StreamingContext {
+  /** The app's name (`StreamingContextConfig.appName`): it names its subjects, buckets and logs. */
   readonly appName: string;
+  /** Time between batches, in ms. */
   readonly batchDurationMs: number;
   /** See {@link StreamingContextConfig.blockIntervalMs}. */
   readonly blockIntervalMs: number;
+  /** Default number of partitions of inputs and keyed operators. */
   readonly partitions: number;
+  /** The app's logger, for user code that wants its lines beside the engine's. */
   readonly logger: Logger;
   #clock: Clock;
   /** @internal */
@@ -423,7 +457,16 @@ export class StreamingContext {
   }
 
   /** Where the web UI listens once started (the real port when 0 was asked for). */
-  get uiAddress(): { readonly host: string; readonly port: number; readonly url: string } | undefined {
+  get uiAddress():
+    | {
+        /** The host it listens on. */
+        readonly host: string;
+        /** The port it bound. */
+        readonly port: number;
+        /** The page's address, `http://host:port/`. */
+        readonly url: string;
+      }
+    | undefined {
     const ui = this.#ui;
     return ui === undefined ? undefined : { ...ui.address, url: ui.url };
   }
@@ -816,7 +859,7 @@ export class StreamingContext {
       readonly leaseMs?: number;
       readonly connection?: NatsOptions['connection'];
     } = {},
-  ): Promise<Worker> {
+  ): Promise<ClusterWorker> {
     if (this.#lifecycle !== 'initialized') throw new InvalidStateError(`runWorker() called on a ${this.#lifecycle} context`);
     const url = options.nats ?? this.#cluster?.nats;
     if (url === undefined) throw new InvalidConfigError('a worker needs the cluster NATS URL (--nats)');
@@ -960,7 +1003,12 @@ export class StreamingContext {
    * @example
    * const n = await ssc.state<string, number>('totals').get('word');
    */
-  state<K, S>(uid: string): { get(key: K): Promise<S | undefined> } {
+  state<K, S>(
+    uid: string,
+  ): {
+    /** The key's committed state, undefined when it has none. */
+    get(key: K): Promise<S | undefined>;
+  } {
     const node = this.graph.nodes.find((n) => n.uid === uid);
     if (node === undefined || node.kind !== 'stateful') {
       throw new InvalidConfigError(`no stateful operator has uid ${JSON.stringify(uid)}: set one with .uid(name)`);

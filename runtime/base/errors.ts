@@ -27,6 +27,7 @@ export type ErrorCode =
  * try { await ssc.awaitTermination(); } catch (e) { if (e instanceof TributaryError) console.log(e.code); }
  */
 export class TributaryError extends Error {
+  /** The stable code of this kind of error, to switch on (messages may change). */
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -101,6 +102,7 @@ export class FencedError extends TributaryError {
 
 /** The app's graph differs from the one its checkpoint was written by. */
 export class IncompatibleCheckpointError extends TributaryError {
+  /** Each difference between the app's graph and the checkpoint's, one sentence each. */
   readonly differences: readonly string[];
   constructor(differences: readonly string[]) {
     super(
@@ -119,7 +121,9 @@ export class IncompatibleCheckpointError extends TributaryError {
  * Nothing of the failed batch stays in any operator's state.
  */
 export class BatchFailedError extends TributaryError {
+  /** The operator whose function failed: its `.uid(name)`, else its kind and number (`map#3`). */
   readonly operator: string;
+  /** The time of the batch that failed. */
   readonly batchTime: number;
   constructor(operator: string, batchTime: number, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);

@@ -90,9 +90,13 @@ export type RecordErrorPolicy = 'fail' | 'dead-letter';
 
 /** A record set aside by the `dead-letter` policy. */
 export interface DeadLetter {
+  /** The operator whose function threw on the record (`map#3`, or its uid). */
   readonly operator: string;
+  /** The time of the batch the record was in. */
   readonly time: number;
+  /** The record as the operator was given it. */
   readonly record: unknown;
+  /** What the function threw, as text. */
   readonly error: string;
 }
 

@@ -8,8 +8,11 @@
 
 /** Gains and floor of the estimator (Spark's `spark.streaming.backpressure.pid.*`). */
 export interface PidOptions {
+  /** Weight of the gap between the rate taken and the rate processed (default 1). */
   readonly proportional?: number;
+  /** Weight of the backlog the scheduling delay shows (default 0.2). */
   readonly integral?: number;
+  /** Weight of how fast the processing rate changes (default 0). */
   readonly derivative?: number;
   /** The estimate never falls below this many records per second (default 100). */
   readonly minRate?: number;

@@ -14,7 +14,15 @@ export interface UiAddress {
 }
 
 /** What a user may write: `'127.0.0.1:4040'`, `':4040'`, `'4040'`, `4040` or `{ host, port }`. */
-export type UiOption = string | number | { readonly host?: string; readonly port: number };
+export type UiOption =
+  | string
+  | number
+  | {
+      /** The host or address to listen on (default 127.0.0.1). */
+      readonly host?: string;
+      /** The port; 0 picks a free one. */
+      readonly port: number;
+    };
 
 /** Loopback: the UI is private unless asked otherwise. */
 export const UI_HOST_DEFAULT = '127.0.0.1';

@@ -89,6 +89,7 @@ export type MapWithStateFn<K, V, S, M> = (key: K, value: V | undefined, state: S
 
 /** What defines a mapWithState operator. */
 export interface MapWithStateSpec<K, V, S, M> {
+  /** Called once per record, and once more for a key that times out (`value` undefined). */
   readonly update: MapWithStateFn<K, V, S, M>;
   /** Idle time after which a key times out (ms); none when omitted. */
   readonly timeout?: number;

@@ -11,7 +11,9 @@ import { ChangeLog, foldChain } from './change-log.ts';
 
 /** What `update` learns besides the values and the state. */
 export interface UpdateInfo<K> {
+  /** The key whose state is updated. */
   readonly key: K;
+  /** The time of the batch being computed. */
   readonly time: number;
 }
 
