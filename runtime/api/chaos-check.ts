@@ -140,6 +140,8 @@ async function runApp(
     try {
       // Replayed batches first (runBatches(0) waits for them), then one batch at a time.
       await ssc.runBatches(0);
+      // It moved the clock to the last journaled batch and waited for it: every batch up to now is complete.
+      completed = Math.max(completed, harness.clock.now());
       while (!crashed && completed < end) {
         // A batch of the plan that completed without the hold (its output had no batch then) crashes between batches.
         if (next && (next.phase === 'between-batches' ? completed >= holdTime - d : completed >= holdTime)) {
@@ -163,7 +165,7 @@ async function runApp(
 }
 
 /**
- * Every file under `dir` by relative path, with its text.
+ * Every file under `dir` by relative path, with its text, hidden ones left out.
  *
  * @example
  * const files = await readFiles('/tmp/run'); // Map { 'out/log.txt' => '...' }
@@ -173,7 +175,8 @@ export async function readFiles(dir: string, skip: readonly string[] = []): Prom
   const walk = async (sub: string) => {
     for (const entry of await fs.readdir(path.join(dir, sub), { withFileTypes: true })) {
       const rel = path.join(sub, entry.name);
-      if (skip.includes(rel)) continue;
+      // Hidden entries are temp files (saveAsTextFiles' `.name.tmp-<pid>` of a killed process), not outputs.
+      if (skip.includes(rel) || entry.name.startsWith('.')) continue;
       if (entry.isDirectory()) await walk(rel);
       else if (entry.isFile()) out.set(rel, await fs.readFile(path.join(dir, rel), 'utf8'));
     }

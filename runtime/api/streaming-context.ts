@@ -30,7 +30,7 @@ import { type CancelTimer, type Clock, SystemClock } from '../base/clock.ts';
 import { checkDuration } from '../base/durations.ts';
 import { InvalidConfigError, InvalidStateError } from '../base/errors.ts';
 import { createLogger, type Logger } from '../base/logger.ts';
-import { ManualClock } from '../base/manual-clock.ts';
+import type { ManualClock } from '../base/manual-clock.ts';
 import { fingerprintOf, stableKeys } from '../graph/fingerprint.ts';
 import type { DeadLetter, GraphNode, RecordErrorPolicy } from '../graph/graph.ts';
 import { GraphBuilder } from '../graph/graph-builder.ts';
@@ -1042,7 +1042,9 @@ export class StreamingContext {
    * those batches (outputs included) completed.
    */
   async runBatches(n: number): Promise<void> {
-    if (!(this.clock instanceof ManualClock)) {
+    // By its `manual` flag, not instanceof: a chaos check's clock may come from another copy of this module.
+    const clock = this.clock as Partial<ManualClock> & Clock;
+    if (!clock.manual || typeof clock.advance !== 'function') {
       throw new InvalidStateError('runBatches() needs a ManualClock: pass { clock: new ManualClock() } to the StreamingContext');
     }
     if (!Number.isSafeInteger(n) || n < 0) throw new InvalidConfigError(`runBatches needs a whole number >= 0, got ${n}`);
@@ -1050,7 +1052,7 @@ export class StreamingContext {
     if (this.#error) throw this.#error;
     const target = this.#lastTickMs + n * this.batchDurationMs;
     const done = this.#waitFor(target);
-    this.clock.advance(Math.max(0, target - this.clock.now()));
+    clock.advance(Math.max(0, target - clock.now()));
     await done;
   }
 

@@ -5,31 +5,16 @@
  *   tributary run <app> [--forever] [--duration <s>] [--supervise] [--nats <url> --workers <n>] [--ui host:port] [-- app args]
  *   tributary worker <app> --nats <url> [--id <name>] [-- app args]
  *   tributary chaos word-count [--kills n] [--seed s] [--targets driver,nats] [--journal file|nats] [--bad-input]
+ *   tributary chaos <app> [--kills n] [--seed s] [--batches n] [-- app args]
  *   tributary inspect <dir | nats://...> [--verify] [--json] [--app <name>]
  */
-import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import type { App } from '../api/app.ts';
 import { delayMs } from '../base/clock.ts';
 import { TributaryError } from '../base/errors.ts';
 import { LOG_LEVELS } from '../base/logger.ts';
+import { loadApp } from './load-app.ts';
 import { StatusLine } from './status-line.ts';
 import { supervise } from './supervisor.ts';
-
-async function loadApp(file: string): Promise<App> {
-  const full = path.resolve(file);
-  if (full.endsWith('.ts') || full.endsWith('.mts')) {
-    // Apps may be written in TypeScript: load them through tsx's ESM hooks.
-    const { register } = await import('tsx/esm/api');
-    register();
-  }
-  const mod = (await import(pathToFileURL(full).href)) as { default?: unknown };
-  if (typeof mod.default !== 'function') {
-    throw new TributaryError('INVALID_CONFIG', `${file} must export default a function that returns a StreamingContext (see defineApp)`);
-  }
-  return mod.default as App;
-}
 
 /** Parses `--log-level`; every process started from here (app, workers, chaos children) inherits it. */
 function logLevel(value: string): string {
@@ -211,7 +196,9 @@ function isOptionValue(all: string[], i: number): boolean {
 program
   .command('chaos')
   .description('kill the driver and nats-servers at seeded random moments and check nothing was lost')
-  .argument('[workload]', 'the workload to run (word-count)', 'word-count')
+  .argument('[workload]', 'the built-in word-count, or the path of an app module to check against a reference run', 'word-count')
+  .argument('[args...]', 'with an app: arguments passed to it')
+  .option('--batches <n>', 'with an app: batches of stream time both runs cover (default: 3 per kill, plus 10)', (v) => positiveInt(v))
   .option('--kills <n>', 'number of kills', (v) => positiveInt(v), 20)
   .option('--seed <n>', 'seed of the kill moments and targets (printed in the report)', (v) => positiveInt(v), Date.now() % 100_000)
   .option('--targets <list>', 'what to kill: driver, nats, worker (with --workers), comma-separated', 'driver')
@@ -227,8 +214,11 @@ program
   )
   .option('--no-progress', 'no progress bar')
   .option('--log-level <level>', LOG_LEVEL_HELP, logLevel)
-  .action(async (workload: string, o: ChaosCliOptions) => {
-    if (workload !== 'word-count') throw new TributaryError('INVALID_CONFIG', `unknown chaos workload ${workload} (available: word-count)`);
+  .action(async (workload: string, args: string[], o: ChaosCliOptions) => {
+    if (workload !== 'word-count') {
+      const { chaosApp } = await import('./chaos/chaos-app-command.ts');
+      process.exit(await chaosApp(workload, args, o));
+    }
     const targets = o.targets.split(',').map((t) => t.trim());
     for (const t of targets) if (t !== 'driver' && t !== 'nats' && t !== 'worker') throw new InvalidArgumentError(`unknown target ${t}`);
     if (targets.includes('worker') && o.workers === undefined)
@@ -273,6 +263,7 @@ program
   });
 
 interface ChaosCliOptions {
+  batches?: number;
   workers?: number;
   kills: number;
   seed: number;
