@@ -17,7 +17,7 @@
  *      the checkpoint's completion. Target: full-write stall <= 50 ms.
  *   c. recovery of 1M keys, mapWithState and updateStateByKey: load, checkpoint
  *      (full), 10 more batches, crash(); then getOrCreate + start() + runBatches(0)
- *      (which waits for the 10 replayed batches). Target: < 3 s. start() covers the
+ *      (which waits for the 10 replayed batches). Target: < 2 s. start() covers the
  *      journal and the snapshots; the rest is the replay, whose batches are compared
  *      with the same batches' first run. Then, on a copy of the crashed directory,
  *      the pieces: journal open + fold, snapshot file reads, frame scan, cbor decode,
@@ -48,7 +48,7 @@ import { FileSnapshotStore } from '../snapshots/file-snapshot-store.ts';
 import { decodeSnapshot } from '../snapshots/snapshot-codec.ts';
 import { keyOf, loadBatch, type Pair, STRIDE, updateBatch } from './state.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';
-import { fullGc, heapUsedAfterGc, median, nextTurn, progress, quietLogger, runOneBatch, settle, timeMs } from './util.ts';
+import { fullGc, heapUsedAfterGc, median, medianOfRuns, nextTurn, progress, quietLogger, runOneBatch, settle, timeMs } from './util.ts';
 import { WORD_COUNT_DEFAULTS, wordCountBatches } from './word-count.ts';
 
 /** Sizes of the checkpoint benchmark. */
@@ -89,7 +89,7 @@ export const CHECKPOINT_DEFAULTS: CheckpointConfig = {
   fullEvery: 5,
   recoveryInterval: 12,
   replayBatches: 10,
-  recoveryTargetMs: 3000,
+  recoveryTargetMs: 2000,
 };
 
 const NAME = '4. checkpointing';
@@ -805,8 +805,8 @@ async function recovery(op: StatefulOp, cfg: CheckpointConfig): Promise<Recovery
 
 function offOnRows(label: string, t: OffOn, records: number, unit: string): Row[] {
   const value = (v: number) => `${rate((records / v) * 1000, unit)} (${ms(v)}/run)`;
-  const off = median(t.off);
-  const on = median(t.on);
+  const off = medianOfRuns(`${label}, checkpointing off`, t.off);
+  const on = medianOfRuns(`${label}, checkpointing on`, t.on);
   return [
     { bench: NAME, measure: `${label}, checkpointing off`, value: value(off) },
     { bench: NAME, measure: `${label}, checkpointing on`, value: value(on) },

@@ -43,7 +43,7 @@ import { connectTo, type NatsServer, NatsServerError, startNatsServer } from '..
 import { CHECKPOINT_DEFAULTS, type CheckpointConfig, updateStateRun, withDir } from './checkpoint.ts';
 import { loadBatch, type Pair, updateBatch } from './state.ts';
 import { ms, type Row, rate, ratio, targetRow } from './table.ts';
-import { fullGc, median, progress, quietLogger, settle } from './util.ts';
+import { fullGc, median, medianOfRuns, progress, quietLogger, settle } from './util.ts';
 
 /** Sizes of the NATS benchmark. */
 export interface NatsBenchConfig {
@@ -355,7 +355,7 @@ async function reading(server: NatsServer, nc: NatsConnection, jsm: JetStreamMan
 function checkpointRows(times: Record<Side, SideTimes>, cfg: NatsBenchConfig): Row[] {
   const c = cfg.checkpoint;
   const records = c.throughputBatches * c.batchRecords;
-  const tput = (side: Side) => (records / median(times[side].ms)) * 1000;
+  const tput = (side: Side) => (records / medianOfRuns(`nats: checkpoints ${side}`, times[side].ms)) * 1000;
   const value = (side: Side) => `${rate(tput(side), 'rec/s')} (${ms(median(times[side].ms))}/run)`;
   const cpu = (side: Side) => `${side} ${ms(median(times[side].nodeCpuMs))} (${ms(median(times[side].serverCpuMs))})`;
   return [

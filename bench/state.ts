@@ -216,7 +216,7 @@ export async function benchState(cfg: StateConfig = STATE_DEFAULTS): Promise<Row
     const m = median(r.batchMs);
     return `${ms(m)}/batch, ${rate((cfg.batchRecords / m) * 1000, 'rec/s')} (processingMs ${ms(median(r.processingMs))})`;
   };
-  const heap = { op: '<=' as const, limit: 200, unit: 'B' };
+  const heap = { op: '<=' as const, limit: 100, unit: 'B' };
   const bytes = (v: number) => `${v.toFixed(0)} B`;
   return [
     {

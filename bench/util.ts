@@ -21,6 +21,30 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** Spreads of the repeated runs measured since the last reset: (max - min) / median, by what was measured. */
+const spreads: { label: string; spread: number }[] = [];
+
+/**
+ * The median of repeated timed runs of one thing, remembering how far they spread
+ * apart, so that run.ts can repeat a section whose runs spread too much (noisy
+ * neighbours on a shared machine).
+ *
+ * @example
+ * const t = medianOfRuns('word count: Tributary', [812, 830, 1190, 805]);
+ */
+export function medianOfRuns(label: string, values: readonly number[]): number {
+  const m = median(values);
+  if (values.length >= 3 && m > 0) spreads.push({ label, spread: (Math.max(...values) - Math.min(...values)) / m });
+  return m;
+}
+
+/** The spreads recorded since the last call, widest first; clears them. */
+export function takeSpreads(): { label: string; spread: number }[] {
+  const out = [...spreads].sort((a, b) => b.spread - a.spread);
+  spreads.length = 0;
+  return out;
+}
+
 /** Milliseconds taken by `f` (sync or async). */
 export async function timeMs(f: () => unknown): Promise<number> {
   const start = performance.now();
