@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import test from 'ava';
 import { defineApp, StreamingContext, seconds } from '../../../runtime/api/index.ts';
 import { checkRecovery } from '../../../runtime/api/testing.ts';
+import { wordCountApp } from '../../../runtime/cli/chaos/word-count-app.ts';
 
 /** A word count with running totals and a window; `noise` adds Math.random() to every count. */
 function wordCount(options: { noise?: boolean; appendTo?: (args: readonly string[]) => string } = {}) {
@@ -72,4 +73,14 @@ test('checkRecovery - an output appending to a file is not idempotent', async (t
   t.regex(report.text, /totals\.log holds \d+ lines more than the reference, each a repeat/);
   t.true(report.rerunBatches.includes(report.firstDifference?.time as number), report.text);
   t.log(report.text);
+});
+
+test('checkRecovery - the built-in word-count workload, as an app, survives 10 crashes', async (t) => {
+  const report = await checkRecovery(wordCountApp, { crashes: 10, seed: 20261124, batches: 40, args: (dir) => [dir] });
+  t.true(report.passed, report.text);
+  t.is(report.crashes, 10);
+  // Per-batch counts, the window's output and the totals file, and the two stateful operators.
+  t.true(report.filesCompared > 40, report.text);
+  t.true(report.statesCompared.includes('totals') && report.statesCompared.includes('window'), report.text);
+  t.true(report.rerunBatches.length > 0, report.text);
 });
