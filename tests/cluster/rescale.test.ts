@@ -41,6 +41,7 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
       }),
     );
     ssc.cluster(server.url, { workers: 2 });
+    ssc.ui('127.0.0.1:0');
     const moves: Moved[] = [];
     let onMove: ((m: Moved) => void) | undefined;
     const lost: unknown[] = [];
@@ -63,6 +64,12 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
     t.is(joined.slots.filter((w) => w === 'g3').length, 2, 'a fair share: 2 of 6 slots');
     t.is(joined.replayed, 0, 'the checkpoint of the last batch was restored');
     await ssc.runBatches(6);
+    // The web UI's workers table shows the same owners, slot by slot.
+    const ui = ssc.uiAddress as { url: string };
+    const state = (await (await fetch(new URL('/api/state', ui.url))).json()) as { workers: { id: string; slots: number[] }[] };
+    const owners: string[] = [];
+    for (const w of state.workers) for (const slot of w.slots) owners[slot] = w.id;
+    t.deepEqual(owners, [...joined.slots], 'the UI lists each worker with its partitions');
 
     const leaving = nextMove();
     const g1 = workers[0] as (typeof workers)[number];
