@@ -66,6 +66,66 @@ export function updateBatch(seq: number, records: number, keys: number): Pair[] 
   return out;
 }
 
+/** updateStateByKey's function here: the sum of the state and the batch's values. */
+function sumUpdate(values: readonly number[], state: number | undefined): number {
+  let sum = state ?? 0;
+  for (const v of values) sum += v;
+  return sum;
+}
+
+const NO_VALUES: readonly number[] = [];
+
+/**
+ * What updateStateByKey does, as a hand-written loop over one Map: group the batch's
+ * values by key, call the same update function for every key of the state and the
+ * batch, and hand the whole state on as pairs (updateStateByKey's output).
+ */
+class PlainUpdateLoop {
+  readonly batchMs: number[] = [];
+  /** The same loop without building the output pairs (for reference). */
+  readonly bareMs: number[] = [];
+  readonly #state = new Map<string, number>();
+  #seq = 0;
+  #outputs = 0;
+
+  constructor(keys: number, loadBatchSize: number) {
+    for (let from = 0; from < keys; from += loadBatchSize) this.#run(loadBatch(from, Math.min(keys, from + loadBatchSize)));
+  }
+
+  batch(records: number, keys: number): void {
+    const input = updateBatch(this.#seq++, records, keys);
+    const start = performance.now();
+    this.#run(input);
+    this.batchMs.push(performance.now() - start);
+    const bare = updateBatch(this.#seq++, records, keys);
+    const bareStart = performance.now();
+    this.#run(bare, false);
+    this.bareMs.push(performance.now() - bareStart);
+  }
+
+  #run(input: readonly Pair[], output = true): void {
+    const grouped = new Map<string, number[]>();
+    for (const [k, v] of input) {
+      const vs = grouped.get(k);
+      if (vs === undefined) grouped.set(k, [v]);
+      else vs.push(v);
+    }
+    const out: Pair[] = [];
+    for (const [k, s] of this.#state) {
+      const n = sumUpdate(grouped.get(k) ?? NO_VALUES, s);
+      this.#state.set(k, n);
+      if (output) out.push([k, n]);
+    }
+    for (const [k, vs] of grouped) {
+      if (this.#state.has(k)) continue;
+      const n = sumUpdate(vs, undefined);
+      this.#state.set(k, n);
+      if (output) out.push([k, n]);
+    }
+    this.#outputs += out.length;
+  }
+}
+
 /**
  * One fresh context with one stateful operator, loaded with `keys` keys (heap
  * measured around the loading), then driven one batch at a time.
@@ -102,17 +162,11 @@ class StateRun {
     });
     const input = this.#ssc.queueStream<Pair>(this.#queue);
     if (op === 'updateStateByKey') {
-      input
-        .updateStateByKey<string, number, number>((values, state) => {
-          let sum = state ?? 0;
-          for (const v of values) sum += v;
-          return sum;
-        })
-        .foreachBatch((records) => {
-          // The output of updateStateByKey is the whole state.
-          this.#outputs += records.length;
-          this.#stateSize = records.length;
-        });
+      input.updateStateByKey<string, number, number>(sumUpdate).foreachBatch((records) => {
+        // The output of updateStateByKey is the whole state.
+        this.#outputs += records.length;
+        this.#stateSize = records.length;
+      });
     } else {
       input
         .mapWithState<string, number, number, Pair>({
@@ -189,9 +243,16 @@ export async function benchState(cfg: StateConfig = STATE_DEFAULTS): Promise<Row
   const name = '3. state';
   const usbk = new StateRun('updateStateByKey', cfg.bigKeys, cfg);
   await usbk.load();
-  progress(`3. state: ${usbk.label}: ${cfg.warmupBatches} warm-up + ${cfg.measuredUpdateState} measured batches`);
+  progress(`3. state: the same update as a plain loop over a Map of ${cfg.bigKeys.toLocaleString('en-US')} keys`);
+  const plain = new PlainUpdateLoop(cfg.bigKeys, cfg.loadBatch);
+  progress(
+    `3. state: ${usbk.label}: ${cfg.warmupBatches} warm-up + ${cfg.measuredUpdateState} measured batches, alternating with the plain loop`,
+  );
   for (let i = 0; i < cfg.warmupBatches; i++) await usbk.batch(false);
-  for (let i = 0; i < cfg.measuredUpdateState; i++) await usbk.batch(true);
+  for (let i = 0; i < cfg.measuredUpdateState; i++) {
+    await usbk.batch(true);
+    plain.batch(cfg.batchRecords, cfg.bigKeys);
+  }
   await usbk.stop();
 
   // Both mapWithState contexts stay loaded and run in alternation, batch by batch, so
@@ -225,6 +286,17 @@ export async function benchState(cfg: StateConfig = STATE_DEFAULTS): Promise<Row
       value: '',
     },
     { bench: name, measure: `updateStateByKey @ ${big} keys`, value: batch(usbk) },
+    {
+      bench: name,
+      measure: `plain loop, the same update over a Map of ${big} keys, the whole state out as pairs (as updateStateByKey)`,
+      value: `${ms(median(plain.batchMs))}/batch`,
+    },
+    {
+      bench: name,
+      measure: '  the same loop without building the output (for reference)',
+      value: `${ms(median(plain.bareMs))}/batch (updateStateByKey / it: ${ratio(median(usbk.batchMs) / median(plain.bareMs))})`,
+    },
+    targetRow(name, `updateStateByKey / plain loop @ ${big}`, median(usbk.batchMs) / median(plain.batchMs), { op: '<=', limit: 2 }, ratio),
     { bench: name, measure: `mapWithState @ ${big} keys`, value: batch(mwsBig) },
     { bench: name, measure: `mapWithState @ ${small} keys`, value: batch(mwsSmall) },
     {
