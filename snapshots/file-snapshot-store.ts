@@ -9,7 +9,7 @@ import { scanFrames } from '../journal/codec.ts';
 import { fsyncDir } from '../journal/durable-fs.ts';
 import { CorruptCheckpointError } from '../runtime/base/errors.ts';
 import type { SnapshotData } from '../runtime/graph/wire.ts';
-import { decodeSnapshot, encodeSnapshot, type SnapshotKey } from './snapshot-codec.ts';
+import { decodeSnapshot, encodeSnapshot, type SnapshotKey, snapshotOutline } from './snapshot-codec.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 async function listDir(dir: string): Promise<string[]> {
@@ -92,16 +92,25 @@ export class FileSnapshotStore implements SnapshotStore {
     }
   }
 
-  async read(key: SnapshotKey): Promise<SnapshotData> {
+  async outline(key: SnapshotKey): Promise<{ kind: 'full' | 'delta'; entries: number }> {
     const file = this.fileOf(key);
-    let buf: Buffer;
+    const scan = scanFrames(await this.#bytes(file));
+    if (scan.stop) throw new CorruptCheckpointError(`snapshot ${file} has a bad frame at offset ${scan.stop.offset} (${scan.stop.reason})`);
+    return snapshotOutline(key, scan.payloads, file);
+  }
+
+  async #bytes(file: string): Promise<Buffer> {
     try {
-      buf = await fs.readFile(file);
+      return await fs.readFile(file);
     } catch (error) {
       const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
       throw new CorruptCheckpointError(`snapshot ${file} ${missing ? 'is missing' : 'cannot be read'}`, { cause: error });
     }
-    const scan = scanFrames(buf);
+  }
+
+  async read(key: SnapshotKey): Promise<SnapshotData> {
+    const file = this.fileOf(key);
+    const scan = scanFrames(await this.#bytes(file));
     if (scan.stop) throw new CorruptCheckpointError(`snapshot ${file} has a bad frame at offset ${scan.stop.offset} (${scan.stop.reason})`);
     return decodeSnapshot(key, scan.payloads, file);
   }

@@ -18,6 +18,12 @@ export interface SnapshotStore {
   write(key: SnapshotKey, data: SnapshotData): Promise<number>;
   /** Reads a snapshot back; CORRUPT_CHECKPOINT when missing, damaged or not the one asked for. */
   read(key: SnapshotKey): Promise<SnapshotData>;
+  /**
+   * Reads a snapshot's bytes back and checks them frame by frame (CRC, header, end)
+   * without decoding its entries; resolves with its kind and entry count. A store
+   * without it is checked by `read`.
+   */
+  outline?(key: SnapshotKey): Promise<{ kind: 'full' | 'delta'; entries: number }>;
   /** Deletes every snapshot for which `keep` is false. */
   retain(keep: (key: SnapshotKey) => boolean): Promise<void>;
   /** Bytes the store occupies. */

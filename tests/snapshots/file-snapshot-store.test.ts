@@ -375,3 +375,31 @@ test.serial('file snapshot store - a 1M-entry snapshot is encoded and decoded a 
   t.is(read.entries.length, 1_000_000);
   t.deepEqual(read.entries[999_999], ['key-999999', 999_999]);
 });
+
+test('file snapshot store - outline reads kind and entries from the frames alone, and refuses what read refuses', async (t) => {
+  const { store } = freshStore(t);
+  await store.write(KEY, fullData(50_000));
+  t.deepEqual(await store.outline(KEY), { kind: 'full', entries: 50_000 });
+  const file = store.fileOf(KEY);
+  const good = await fs.readFile(file);
+  const scan = scanFrames(good);
+  const lastFrame = scan.offsets[scan.offsets.length - 1] as number;
+  // A flipped byte anywhere (an entries frame in the middle included), a file cut before its end frame, none at all.
+  const damaged: [string, Buffer][] = [
+    ['header byte', Buffer.from(good).fill(good[3] === 0 ? 1 : 0, 3, 4)],
+    ['middle byte', Buffer.from(good).fill((good[good.length >> 1] as number) ^ 0x10, good.length >> 1, (good.length >> 1) + 1)],
+    ['cut before the end frame', good.subarray(0, lastFrame)],
+    ['empty', Buffer.alloc(0)],
+  ];
+  for (const [what, bytes] of damaged) {
+    await fs.writeFile(file, bytes);
+    t.is(await corruptCode(store.outline(KEY)), 'CORRUPT_CHECKPOINT', what);
+    t.is(await corruptCode(store.read(KEY)), 'CORRUPT_CHECKPOINT', what);
+  }
+  await fs.rm(file);
+  t.is(await corruptCode(store.outline(KEY)), 'CORRUPT_CHECKPOINT', 'missing');
+  // Another key's snapshot under this name: its header says so.
+  await store.write({ ...KEY, time: KEY.time + 1 }, fullData(10));
+  await fs.copyFile(store.fileOf({ ...KEY, time: KEY.time + 1 }), file);
+  t.is(await corruptCode(store.outline(KEY)), 'CORRUPT_CHECKPOINT', 'another snapshot');
+});
