@@ -78,7 +78,7 @@ const asNumber = (s: string): number => Number(s.replace(/,/g, ''));
 test('web UI - the page follows the batches live, equals the engine, draws its charts, and shows the stop', async (t) => {
   const browser = t.context.browser;
   if (browser === undefined) {
-    t.fail(`Chromium is missing at ${CHROMIUM}: install it with "apt-get install -y chromium" (.ci/run does)`);
+    t.fail(`Chromium is missing at ${CHROMIUM}: install it with "apt-get install -y chromium" (npm test does, as root)`);
     return;
   }
   const dir = await t.context.dirs.make('ui-browser');
