@@ -594,32 +594,19 @@ export class StreamingContext {
         this.#inputs.set(node.id, remote ? await this.#remoteReceiver(node) : await node.source.open(this.#sourceEnv(node)));
       }
     } catch (error) {
-      await this.#shutdown();
-      this.#lifecycle = 'stopped';
-      // The context ends here: awaitTermination() must not wait for a start that failed.
-      this.#error = error as Error;
-      this.#terminate.reject(this.#error);
-      throw error;
+      throw await this.#startFailed(error);
     }
     if (this.#cluster) {
       try {
         this.#joined = await this.#joinCluster(plan, keys);
       } catch (error) {
-        await this.#shutdown();
-        this.#lifecycle = 'stopped';
-        this.#error = error as Error;
-        this.#terminate.reject(this.#error);
-        throw error;
+        throw await this.#startFailed(error);
       }
     }
     try {
       if (this.#uiAddress) await this.#startUi(plan, keys);
     } catch (error) {
-      await this.#shutdown();
-      this.#lifecycle = 'stopped';
-      this.#error = error as Error;
-      this.#terminate.reject(this.#error);
-      throw error;
+      throw await this.#startFailed(error);
     }
     const opened = this.#opened;
     if (opened && (opened.resumedFrom !== undefined || opened.replay.length > 0)) {
@@ -1076,6 +1063,15 @@ export class StreamingContext {
     await this.#shutdown();
     if (this.#error) this.#terminate.reject(this.#error);
     else this.#terminate.resolve();
+  }
+
+  /** Ends a context whose start failed with `error` (awaitTermination() must not wait for it); returns the error to throw. */
+  async #startFailed(error: unknown): Promise<unknown> {
+    await this.#shutdown();
+    this.#lifecycle = 'stopped';
+    this.#error = error as Error;
+    this.#terminate.reject(this.#error);
+    return error;
   }
 
   /**
