@@ -283,11 +283,11 @@ export class Checkpointer {
         const key = { operator: c.operator, partition: c.partition, time };
         const size = 'stored' in c ? c.stored.bytes : await this.#store.write(key, c.data);
         // A full snapshot lets retention drop the chain before it: it must read back whole first.
-        if (!('stored' in c) && c.data.kind === 'full') await this.#verify(key, c.data.entries.length);
+        if (!('stored' in c) && c.data.kind === 'full') await this.#verify(key, c.data.keys.length);
         bytes += size;
-        entries += 'stored' in c ? c.stored.entries : c.data.entries.length;
+        entries += 'stored' in c ? c.stored.entries : c.data.keys.length;
         refs.push({ operator: c.operator, partition: c.partition, time, kind: kindOf(c), chain: chains[i] as number[], bytes: size });
-        entryCounts.push('stored' in c ? c.stored.entries : c.data.entries.length);
+        entryCounts.push('stored' in c ? c.stored.entries : c.data.keys.length);
       }
       const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
       // The commit point: only now, with every snapshot stored, is the checkpoint journaled.
@@ -322,7 +322,7 @@ export class Checkpointer {
     // Every frame's CRC proves the stored bytes are the encoded ones: decoding 1M entries again would only repeat the encoder.
     const back = this.#store.outline
       ? await this.#store.outline(key)
-      : await this.#store.read(key).then((d) => ({ kind: d.kind, entries: d.entries.length }));
+      : await this.#store.read(key).then((d) => ({ kind: d.kind, entries: d.keys.length }));
     if (back.kind !== 'full' || back.entries !== entries) {
       throw new CorruptCheckpointError(
         `snapshot ${key.operator}/${key.partition}/${key.time} reads back as a ${back.kind} one of ${back.entries} entries, not a full one of ${entries}`,

@@ -83,7 +83,7 @@ async function loadStates(cp: Checkpoint, args: OpenCheckpointArgs, store: Snaps
     );
     restored.set(
       node.id,
-      chains.map((chain: SnapshotData[], q) => node.stateful.restoreChain(chain, q, node.partitions)),
+      await Promise.all(chains.map((chain: SnapshotData[], q) => node.stateful.restoreChain(chain, q, node.partitions))),
     );
   }
   return restored;

@@ -699,7 +699,7 @@ async function recoveryPieces(op: StatefulOp, dir: string, last: number, cfg: Ch
     }
     chainLength = Math.max(chainLength, chain.length);
     t = performance.now();
-    node.stateful.restoreChain(chain, q, node.partitions);
+    await node.stateful.restoreChain(chain, q, node.partitions);
     restoreChainMs += performance.now() - t;
   }
 
@@ -745,7 +745,7 @@ async function recoveryPieces(op: StatefulOp, dir: string, last: number, cfg: Ch
   };
 }
 
-async function recovery(op: StatefulOp, cfg: CheckpointConfig): Promise<RecoveryResult> {
+export async function recovery(op: StatefulOp, cfg: CheckpointConfig): Promise<RecoveryResult> {
   const dir = await makeTempDir('rec');
   const copy = `${dir}-copy`;
   try {

@@ -40,7 +40,7 @@ export async function checkSnapshot(key: SnapshotKey, bytes: Buffer, where: stri
   }
   try {
     const data = await decodeSnapshot(key, scan.payloads, where);
-    return { ok: true, kind: data.kind, entries: data.entries.length };
+    return { ok: true, kind: data.kind, entries: data.keys.length };
   } catch (error) {
     const message = (error as Error).message.replace(`snapshot ${where}: `, '');
     const frame = /frame (\d+)/.exec(message);

@@ -24,6 +24,7 @@ type Frame =
   | { v: 1; part: 'header'; operator: string; partition: number; time: number; kind: 'full' | 'delta' }
   | { v: 1; part: 'meta'; meta: unknown }
   | { v: 1; part: 'entries'; entries: (readonly [unknown, unknown])[] }
+  | { v: 1; part: 'columns'; keys: unknown[]; values: unknown[] }
   | { v: 1; part: 'removed'; keys: unknown[] }
   | { v: 1; part: 'end'; frames: number; entries: number; removed: number };
 
@@ -71,12 +72,12 @@ function notData(value: unknown, depth = 0): string | undefined {
  * symbol, a class instance that would come back as a plain object): the batch fails,
  * naming the operator, rather than every checkpoint after it.
  */
-function assertData(key: SnapshotKey, entries: readonly (readonly [unknown, unknown])[]): void {
-  for (const [k, v] of entries) {
-    const found = notData(v) ?? notData(k);
+function assertData(key: SnapshotKey, keys: readonly unknown[], values: readonly unknown[]): void {
+  for (let i = 0; i < keys.length; i++) {
+    const found = notData(values[i]) ?? notData(keys[i]);
     if (found === undefined) continue;
     const reason = new InvalidStateError(
-      `the state of key ${String(k)} (partition ${key.partition}) holds ${found}, which a checkpoint cannot restore: keep state as plain data (objects, arrays, Maps, Sets, Dates, numbers, strings)`,
+      `the state of key ${String(keys[i])} (partition ${key.partition}) holds ${found}, which a checkpoint cannot restore: keep state as plain data (objects, arrays, Maps, Sets, Dates, numbers, strings)`,
     );
     throw new BatchFailedError(key.operator, key.time, reason);
   }
@@ -92,9 +93,11 @@ function assertWritable(key: SnapshotKey, data: SnapshotData): void {
     Number.isSafeInteger(key.time) &&
     key.time >= 0 &&
     (data.kind === 'full' || data.kind === 'delta') &&
-    Array.isArray(data.entries) &&
+    Array.isArray(data.keys) &&
+    Array.isArray(data.values) &&
+    data.keys.length === data.values.length &&
     Array.isArray(data.removed);
-  if (!ok) throw new Error(`refusing to write snapshot ${describeKey(key)}: bad key, kind, entries or removed`);
+  if (!ok) throw new Error(`refusing to write snapshot ${describeKey(key)}: bad key, kind, columns or removed`);
 }
 
 /**
@@ -112,19 +115,20 @@ export async function* encodeSnapshot(key: SnapshotKey, data: SnapshotData): Asy
   };
   yield frame({ v: 1, part: 'header', operator: key.operator, partition: key.partition, time: key.time, kind: data.kind });
   yield frame({ v: 1, part: 'meta', meta: data.meta });
-  for (let i = 0; i < data.entries.length; i += SNAPSHOT_CHUNK_ENTRIES) {
-    const entries = data.entries.slice(i, i + SNAPSHOT_CHUNK_ENTRIES);
-    const bad = entries.findIndex((e) => !isEntry(e));
-    if (bad >= 0) throw new Error(`refusing to write snapshot ${describeKey(key)}: entry ${i + bad} is not a [key, value] pair`);
-    assertData(key, entries);
-    yield frame({ v: 1, part: 'entries', entries });
+  const written = data.written;
+  for (let i = 0; i < data.keys.length; i += SNAPSHOT_CHUNK_ENTRIES) {
+    const keys = data.keys.slice(i, i + SNAPSHOT_CHUNK_ENTRIES);
+    const kept = data.values.slice(i, i + SNAPSHOT_CHUNK_ENTRIES);
+    const values = written === undefined ? kept : kept.map(written);
+    assertData(key, keys, values);
+    yield frame({ v: 1, part: 'columns', keys, values });
     await yieldToLoop();
   }
   for (let i = 0; i < data.removed.length; i += SNAPSHOT_CHUNK_ENTRIES) {
     yield frame({ v: 1, part: 'removed', keys: data.removed.slice(i, i + SNAPSHOT_CHUNK_ENTRIES) as unknown[] });
     await yieldToLoop();
   }
-  yield encodeFrame(encodeValue({ v: 1, part: 'end', frames: frames + 1, entries: data.entries.length, removed: data.removed.length }));
+  yield encodeFrame(encodeValue({ v: 1, part: 'end', frames: frames + 1, entries: data.keys.length, removed: data.removed.length }));
 }
 
 /**
@@ -176,7 +180,8 @@ export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8A
   const bad = (why: string, cause?: unknown) => new CorruptCheckpointError(`snapshot ${where}: ${why}`, { cause });
   let kind: 'full' | 'delta' | undefined;
   let meta: unknown;
-  const entries: (readonly [unknown, unknown])[] = [];
+  const keys: unknown[] = [];
+  const values: unknown[] = [];
   const removed: unknown[] = [];
   let ended = false;
   for (const [i, payload] of payloads.entries()) {
@@ -201,15 +206,28 @@ export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8A
         meta = f.meta;
         break;
       case 'entries':
+        // Snapshots written before columns hold [key, value] pairs.
         if (!Array.isArray(f.entries) || !f.entries.every(isEntry)) throw bad(`frame ${i} holds malformed entries`);
-        for (const e of f.entries) entries.push(e);
+        for (const e of f.entries) {
+          keys.push(e[0]);
+          values.push(e[1]);
+        }
+        break;
+      case 'columns':
+        if (!Array.isArray(f.keys) || !Array.isArray(f.values) || f.keys.length !== f.values.length) {
+          throw bad(`frame ${i} holds malformed columns`);
+        }
+        for (let j = 0; j < f.keys.length; j++) {
+          keys.push(f.keys[j]);
+          values.push(f.values[j]);
+        }
         break;
       case 'removed':
         if (!Array.isArray(f.keys)) throw bad(`frame ${i} holds malformed removed keys`);
         for (const k of f.keys) removed.push(k);
         break;
       case 'end':
-        if (f.frames !== payloads.length || f.entries !== entries.length || f.removed !== removed.length) {
+        if (f.frames !== payloads.length || f.entries !== keys.length || f.removed !== removed.length) {
           throw bad('end frame does not match the content');
         }
         ended = true;
@@ -218,8 +236,8 @@ export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8A
         throw bad(`frame ${i} has an unknown part`);
     }
     // One chunk's decoding at a time: restoring a large state must not block the loop either.
-    if (f.part === 'entries' || f.part === 'removed') await yieldToLoop();
+    if (f.part === 'entries' || f.part === 'columns' || f.part === 'removed') await yieldToLoop();
   }
   if (kind === undefined || !ended) throw bad('incomplete (no header or no end frame)');
-  return { kind, entries, removed, meta };
+  return { kind, keys, values, removed, meta };
 }

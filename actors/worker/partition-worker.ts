@@ -282,7 +282,7 @@ export class PartitionWorker {
           continue;
         }
         const bytes = await writer.write({ operator, partition, time }, data);
-        out.push({ operator, partition, stored: { kind: data.kind, bytes, entries: data.entries.length } });
+        out.push({ operator, partition, stored: { kind: data.kind, bytes, entries: data.keys.length } });
       }
     }
     return out;
@@ -415,7 +415,8 @@ export class PartitionWorker {
         send(ownerOf(a, q), `${time}|in|${node.id}|${q}`, part);
       });
     }
-    for (const node of plan.order) {
+    // A replayed batch whose outputs ran computes only what the states need.
+    for (const node of skipOutputs ? plan.stateOrder : plan.order) {
       await flush();
       this.#assertLive(time);
       at(node.name);
@@ -462,16 +463,18 @@ export class PartitionWorker {
           const parent = node.parents[0] as GraphNode;
           if (!present.has(parent.id)) break;
           const wantExtra = node.snapshotsWanted;
+          const needed = !skipOutputs || plan.feedsState(node);
           for (const q of mine(node.partitions)) {
             const s = this.#states.get(node.id)?.get(q);
             if (s === undefined) throw new InvalidStateError(`worker ${this.id} has no state for ${node.name} partition ${q}`);
             this.#stepped.push(s);
+            const emit = active && (needed || s.emitOnlyBuildsOutput !== true);
             const r =
               plan.recordErrors(node.name) === 'dead-letter'
-                ? s.step(get(parent.id, q), time, active, wantExtra, (record, error) =>
+                ? s.step(get(parent.id, q), time, emit, wantExtra, (record, error) =>
                     deadLetters.push({ operator: node.name, time, record, error: describeError(error) }),
                   )
-                : s.step(get(parent.id, q), time, active, wantExtra);
+                : s.step(get(parent.id, q), time, emit, wantExtra);
             if (active) put(local, node.id, q, r.output ?? []);
             if (wantExtra) put(extras, node.id, q, r.extra ?? []);
             if (s.keyCount) stateKeys.set(node.name, (stateKeys.get(node.name) ?? 0) + s.keyCount());

@@ -70,6 +70,13 @@ export interface PartitionState {
    * changed since the previous capture.
    */
   capture(full: boolean): SnapshotData;
+  /**
+   * True when `step(..., emit = false, ...)` only leaves the output out and moves the
+   * state exactly as an emitting step would: a replayed batch whose output nothing
+   * needs then skips building it. Operators that defer work to their emit times
+   * (reduceByKeyAndWindow) leave it unset.
+   */
+  readonly emitOnlyBuildsOutput?: boolean;
 }
 
 /** Creates the state of one partition of a stateful operator. */
@@ -77,8 +84,11 @@ export interface StatefulSpec {
   create(partition: number, partitions: number): PartitionState;
   /** Rebuilds a partition's state from {@link PartitionState.toSnapshot}. */
   restore(snapshot: unknown, partition: number, partitions: number): PartitionState;
-  /** Rebuilds a partition from a full capture and the delta captures after it, in order. */
-  restoreChain(chain: readonly SnapshotData[], partition: number, partitions: number): PartitionState;
+  /**
+   * Rebuilds a partition from a full capture and the delta captures after it, in
+   * order, yielding to the event loop as it goes (a large state takes many turns).
+   */
+  restoreChain(chain: readonly SnapshotData[], partition: number, partitions: number): Promise<PartitionState>;
 }
 
 /**

@@ -181,6 +181,21 @@ export class KeyMap<K, V> {
     return out;
   }
 
+  /**
+   * The keys and the values as two arrays, `values[i]` the value of `keys[i]`: a
+   * copy of a large map in two fast passes (spreading a Map's iterators is about ten
+   * times faster than building a pair per entry).
+   */
+  columns(): { keys: K[]; values: V[] } {
+    const keys = [...this.#plain.keys()];
+    const values = [...this.#plain.values()];
+    for (const entry of this.#structured.values()) {
+      keys.push(entry[0]);
+      values.push(entry[1]);
+    }
+    return { keys, values };
+  }
+
   /** The entries as an array of pairs. */
   toArray(): [K, V][] {
     // forEach and push: about twice as fast as spreading the entries generator.

@@ -31,6 +31,14 @@ export interface Plan {
   readonly inputs: readonly GraphNode[];
   /** The stateful nodes an output needs. */
   readonly stateful: readonly GraphNode[];
+  /**
+   * What a replayed batch whose outputs already ran computes, in `order`'s order:
+   * the stateful nodes and what feeds them. When some operator sets records aside
+   * as dead letters (which a replay writes again), every node of `order`.
+   */
+  readonly stateOrder: readonly GraphNode[];
+  /** Whether `node`'s records feed a node of `stateOrder` (else such a replay need not build them). */
+  feedsState(node: GraphNode): boolean;
   readonly outputs: readonly OutputOp[];
   readonly byId: ReadonlyMap<number, GraphNode>;
   /** The chain that produces `node`'s records from a materialized node. */
@@ -93,16 +101,36 @@ export function compilePlan(
     chains.set(node.id, chain);
     return chain;
   };
+  const recordErrors = (operator: string): RecordErrorPolicy => byName.get(operator)?.recordErrors ?? defaults.onRecordError ?? 'fail';
+  const order = live.filter((n) => !fused.has(n.id));
+  const forState = live.some((n) => recordErrors(n.name) === 'dead-letter') ? undefined : feedingState(live);
+  const feeders = new Set<number>();
+  for (const n of live) if (forState === undefined || forState.has(n.id)) for (const p of n.parents) feeders.add(p.id);
   return {
-    order: live.filter((n) => !fused.has(n.id)),
+    order,
+    stateOrder: forState === undefined ? order : order.filter((n) => forState.has(n.id)),
+    feedsState: (node) => feeders.has(node.id),
     inputs: sorted.filter((n) => n.kind === 'input'),
     stateful: live.filter((n) => n.kind === 'stateful'),
     outputs,
     byId: new Map(sorted.map((n) => [n.id, n])),
     chainOf,
     feedOf: (node) => (fused.has(node.id) ? chainOf(node) : emptyChain(node)),
-    recordErrors: (operator) => byName.get(operator)?.recordErrors ?? defaults.onRecordError ?? 'fail',
+    recordErrors,
   };
+}
+
+/** The ids of the stateful nodes among `live` and of every node they depend on. */
+function feedingState(live: readonly GraphNode[]): Set<number> {
+  const out = new Set<number>();
+  const stack: GraphNode[] = live.filter((n) => n.kind === 'stateful');
+  while (stack.length > 0) {
+    const node = stack.pop() as GraphNode;
+    if (out.has(node.id)) continue;
+    out.add(node.id);
+    stack.push(...node.parents);
+  }
+  return out;
 }
 
 function emptyChain(source: GraphNode): Chain {

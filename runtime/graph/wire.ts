@@ -54,7 +54,19 @@ export interface FingerprintEntry {
 export interface SnapshotData {
   /** Full: the whole state. Delta: changes since the previous snapshot. */
   readonly kind: 'full' | 'delta';
-  readonly entries: readonly (readonly [unknown, unknown])[];
+  /**
+   * The entries as two columns: `values[i]` is the value of `keys[i]`. Columns, not
+   * pairs: a capture copies a map's keys and values in two fast passes, and reading
+   * back allocates no pair per entry.
+   */
+  readonly keys: readonly unknown[];
+  readonly values: readonly unknown[];
+  /**
+   * What a value is written as, when the operator keeps it in another form: applied
+   * a chunk at a time while writing, so the capture itself stays a copy. Values read
+   * back are in the written form.
+   */
+  readonly written?: (value: unknown) => unknown;
   readonly removed: readonly unknown[];
   /** Non-keyed state (window buffers, pending seeds), always whole. */
   readonly meta: unknown;

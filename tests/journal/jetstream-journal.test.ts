@@ -159,8 +159,8 @@ function sameData(t: ExecutionContext<Ctx>, actual: SnapshotData, expected: Snap
     t.pass();
     return;
   }
-  const k = actual.entries.findIndex((e, i) => !isDeepStrictEqual(e, expected.entries[i]));
-  t.fail(`snapshots differ (${actual.entries.length} vs ${expected.entries.length} entries; first difference at ${k})`);
+  const k = actual.keys.findIndex((key, i) => !isDeepStrictEqual([key, actual.values[i]], [expected.keys[i], expected.values[i]]));
+  t.fail(`snapshots differ (${actual.keys.length} vs ${expected.keys.length} entries; first difference at ${k})`);
 }
 
 /** Registers every test of the file for one kind of target. */
@@ -497,14 +497,15 @@ function register(kind: Kind): void {
     );
     const store = new JetStreamSnapshotStore(nc, app, replicas, logger);
     const key: SnapshotKey = { operator: 'op', partition: 0, time: 1000 };
-    const data: SnapshotData = { kind: 'full', entries: [['a', 1]], removed: [], meta: null };
+    const data: SnapshotData = { kind: 'full', keys: ['a'], values: [1], removed: [], meta: null };
     await t.context.targets[kind].down();
     // The store's first use (creating its bucket) fails while the server is down; the write retries.
     const writing = store.write(key, data);
     await within(retried.promise, 30_000, 'a retried snapshot write during the outage');
     await t.context.targets[kind].up();
     await within(writing, 60_000, 'the snapshot write after the restart');
-    t.deepEqual((await store.read(key)).entries, [['a', 1]]);
+    const back = await store.read(key);
+    t.deepEqual([back.keys, back.values], [['a'], [1]]);
   });
 
   // ---- snapshot store --------------------------------------------------------------------
@@ -513,11 +514,9 @@ function register(kind: Kind): void {
     const app = appName('big-snapshot');
     const nc = await connection(t);
     const store = new JetStreamSnapshotStore(nc, app, replicas);
-    const entries: [unknown, unknown][] = Array.from({ length: 200_000 }, (_, i) => [
-      i % 3 === 0 ? `word-${i}` : ['k', i],
-      i % 2 === 0 ? i : { n: i, s: `v${i}` },
-    ]);
-    const data: SnapshotData = { kind: 'full', entries, removed: ['gone', ['x', 1]], meta: { held: [[1000, [['a', 1]]]] } };
+    const keys: unknown[] = Array.from({ length: 200_000 }, (_, i) => (i % 3 === 0 ? `word-${i}` : ['k', i]));
+    const values: unknown[] = Array.from({ length: 200_000 }, (_, i) => (i % 2 === 0 ? i : { n: i, s: `v${i}` }));
+    const data: SnapshotData = { kind: 'full', keys, values, removed: ['gone', ['x', 1]], meta: { held: [[1000, [['a', 1]]]] } };
     const key: SnapshotKey = { operator: 'updateStateByKey-abc', partition: 1, time: 10_000 };
     const bytes = await store.write(key, data);
     const maxPayload = nc.info?.max_payload ?? 0;
@@ -540,7 +539,7 @@ function register(kind: Kind): void {
     t.true(missing?.message.includes(`TRIBUTARY_${app}_SNAPSHOTS/op%2Fwith%20slash/0/5000`), missing?.message);
 
     // An object under the right name whose bytes are not snapshot frames.
-    await store.write(key, { kind: 'full', entries: [['a', 1]], removed: [], meta: null });
+    await store.write(key, { kind: 'full', keys: ['a'], values: [1], removed: [], meta: null });
     const os = await new Objm(nc).open(`TRIBUTARY_${app}_SNAPSHOTS`);
     await os.putBlob({ name: 'op%2Fwith%20slash/0/5000' }, new TextEncoder().encode('not a snapshot at all'));
     const damaged = await t.throwsAsync(store.read(key));
@@ -549,7 +548,7 @@ function register(kind: Kind): void {
 
     // A valid snapshot stored under another key's name is refused too.
     const other: SnapshotKey = { operator: 'op/with slash', partition: 0, time: 6000 };
-    await store.write(other, { kind: 'full', entries: [['b', 2]], removed: [], meta: null });
+    await store.write(other, { kind: 'full', keys: ['b'], values: [2], removed: [], meta: null });
     const otherBytes = await os.getBlob('op%2Fwith%20slash/0/6000');
     await os.putBlob({ name: 'op%2Fwith%20slash/0/5000' }, otherBytes);
     const swapped = await t.throwsAsync(store.read(key));
@@ -564,7 +563,7 @@ function register(kind: Kind): void {
     const keys: SnapshotKey[] = [];
     for (const time of [1000, 2000, 3000])
       for (const operator of ['a', 'b']) for (const partition of [0, 1]) keys.push({ operator, partition, time });
-    for (const key of keys) await store.write(key, { kind: 'full', entries: [[key.time, key.partition]], removed: [], meta: null });
+    for (const key of keys) await store.write(key, { kind: 'full', keys: [key.time], values: [key.partition], removed: [], meta: null });
     const keep = (k: SnapshotKey): boolean => k.time >= 2000 && !(k.operator === 'b' && k.partition === 1 && k.time === 2000);
     const jsm = await jetstreamManager(nc);
     const stream = `OBJ_TRIBUTARY_${app}_SNAPSHOTS`;
@@ -582,7 +581,8 @@ function register(kind: Kind): void {
         t.is((error as { code?: string }).code, 'CORRUPT_CHECKPOINT', `${key(k)} was deleted`);
       } else {
         // Kept ones, and the one rejected after the oldest kept (it goes with the next cut).
-        t.deepEqual((await store.read(k)).entries, [[k.time, k.partition]], `${key(k)} is there`);
+        const back = await store.read(k);
+        t.deepEqual([back.keys, back.values], [[k.time], [k.partition]], `${key(k)} is there`);
       }
     }
     const os = await new Objm(nc).open(`TRIBUTARY_${app}_SNAPSHOTS`);

@@ -54,14 +54,19 @@ function entriesOf(n: number, offset = 0): [unknown, unknown][] {
   });
 }
 
+/** The columns of `pairs` (what SnapshotData holds). */
+function columnsOf(pairs: readonly (readonly [unknown, unknown])[]): { keys: unknown[]; values: unknown[] } {
+  return { keys: pairs.map((p) => p[0]), values: pairs.map((p) => p[1]) };
+}
+
 function fullData(n: number): SnapshotData {
-  return { kind: 'full', entries: entriesOf(n), removed: [], meta: { held: [[1000, [['a', 1]]]], seed: 42, note: 'ünïcode' } };
+  return { kind: 'full', ...columnsOf(entriesOf(n)), removed: [], meta: { held: [[1000, [['a', 1]]]], seed: 42, note: 'ünïcode' } };
 }
 
 function deltaData(n: number, removed: number): SnapshotData {
   return {
     kind: 'delta',
-    entries: entriesOf(n, 1_000_000),
+    ...columnsOf(entriesOf(n, 1_000_000)),
     removed: Array.from({ length: removed }, (_, i) => keyOf(i)),
     meta: [],
   };
@@ -80,15 +85,16 @@ function sameData(t: ExecutionContext<Ctx>, actual: SnapshotData, expected: Snap
     return;
   }
   t.deepEqual(
-    { ...actual, entries: actual.entries.length, removed: actual.removed.length },
+    { ...actual, keys: actual.keys.length, values: actual.values.length, removed: actual.removed.length },
     {
       ...expected,
-      entries: expected.entries.length,
+      keys: expected.keys.length,
+      values: expected.values.length,
       removed: expected.removed.length,
     },
   );
-  const i = actual.entries.findIndex((e, k) => !isDeepStrictEqual(e, expected.entries[k]));
-  if (i >= 0) t.deepEqual(actual.entries[i], expected.entries[i], `entry ${i}`);
+  const i = actual.keys.findIndex((k, j) => !isDeepStrictEqual([k, actual.values[j]], [expected.keys[j], expected.values[j]]));
+  if (i >= 0) t.deepEqual([actual.keys[i], actual.values[i]], [expected.keys[i], expected.values[i]], `entry ${i}`);
   const r = actual.removed.findIndex((e, k) => !isDeepStrictEqual(e, expected.removed[k]));
   if (r >= 0) t.deepEqual(actual.removed[r], expected.removed[r], `removed key ${r}`);
   t.fail('snapshots differ');
@@ -114,7 +120,7 @@ test('file snapshot store - a full snapshot of 100k structured entries round tri
   const scan = scanFrames(await fs.readFile(file));
   t.is(scan.stop, undefined);
   const parts = scan.payloads.map((p) => (decodeValue(p) as { part: string }).part);
-  t.is(parts.filter((p) => p === 'entries').length, Math.ceil(100_000 / SNAPSHOT_CHUNK_ENTRIES));
+  t.is(parts.filter((p) => p === 'columns').length, Math.ceil(100_000 / SNAPSHOT_CHUNK_ENTRIES));
   t.deepEqual(parts.slice(0, 2), ['header', 'meta']);
   t.is(parts[parts.length - 1], 'end');
   sameData(t, await store.read(KEY), data);
@@ -133,7 +139,7 @@ test('file snapshot store - a delta snapshot with removed structured keys round 
 
 test('file snapshot store - an empty snapshot round trips', async (t) => {
   const { store } = freshStore(t);
-  const data: SnapshotData = { kind: 'full', entries: [], removed: [], meta: undefined };
+  const data: SnapshotData = { kind: 'full', keys: [], values: [], removed: [], meta: undefined };
   await store.write(KEY, data);
   t.deepEqual(await store.read(KEY), data);
 });
@@ -151,7 +157,7 @@ test('file snapshot store - concurrent writes of one key leave one whole snapsho
   const b = deltaData(30_000, 10);
   await Promise.all([store.write(KEY, a), store.write(KEY, b)]);
   const back = await store.read(KEY);
-  t.true(back.kind === 'full' ? back.entries.length === 50_000 : back.entries.length === 30_000);
+  t.true(back.kind === 'full' ? back.keys.length === 50_000 : back.keys.length === 30_000);
   const names = await fs.readdir(path.dirname(store.fileOf(KEY)));
   t.deepEqual(names, [`${KEY.time}.cbor`]);
 });
@@ -184,9 +190,10 @@ test('file snapshot store - operator names cannot leave the store directory', as
 test('file snapshot store - malformed data is refused and leaves no file behind', async (t) => {
   const { store } = freshStore(t);
   const bad: unknown[] = [
-    { kind: 'partial', entries: [], removed: [], meta: null },
-    { kind: 'full', entries: [['a', 1], ['b']], removed: [], meta: null },
-    { kind: 'delta', entries: [], removed: 'a', meta: null },
+    { kind: 'partial', keys: [], values: [], removed: [], meta: null },
+    { kind: 'full', keys: ['a', 'b'], values: [1], removed: [], meta: null },
+    { kind: 'full', entries: [['a', 1]], removed: [], meta: null },
+    { kind: 'delta', keys: [], values: [], removed: 'a', meta: null },
   ];
   for (const data of bad) {
     await t.throwsAsync(store.write(KEY, data as SnapshotData), { message: /refusing to write snapshot/ }, JSON.stringify(data));
@@ -301,7 +308,7 @@ test('file snapshot store - retain leaves a snapshot being written alone', async
   await store.retain(() => false);
   t.false(done);
   await writing;
-  t.deepEqual((await store.read(KEY)).entries.length, 200_000);
+  t.deepEqual((await store.read(KEY)).keys.length, 200_000);
 });
 
 test('file snapshot store - retain on an empty store does nothing', async (t) => {
@@ -344,8 +351,9 @@ function loopTurns(): { readonly count: () => number; stop(): void } {
 const MILLION: SnapshotKey = { operator: 'countByValue-00000001', partition: 0, time: 60_000 };
 
 test.serial('file snapshot store - a 1M-entry snapshot is encoded and decoded a chunk per event loop turn', async (t) => {
-  const entries: [string, number][] = Array.from({ length: 1_000_000 }, (_, i) => [`key-${i}`, i]);
-  const data: SnapshotData = { kind: 'full', entries, removed: [], meta: null };
+  const keys = Array.from({ length: 1_000_000 }, (_, i) => `key-${i}`);
+  const values = Array.from({ length: 1_000_000 }, (_, i) => i);
+  const data: SnapshotData = { kind: 'full', keys, values, removed: [], meta: null };
   // Encoding: the loop gets a turn between every two chunks of entries.
   const turns = loopTurns();
   const payloads: Buffer[] = [];
@@ -354,7 +362,7 @@ test.serial('file snapshot store - a 1M-entry snapshot is encoded and decoded a 
     const scan = scanFrames(frame);
     const payload = scan.payloads[0] as Buffer;
     payloads.push(payload);
-    if ((decodeValue(payload) as { part: string }).part === 'entries') turnsAtChunk.push(turns.count());
+    if ((decodeValue(payload) as { part: string }).part === 'columns') turnsAtChunk.push(turns.count());
   }
   turns.stop();
   t.is(turnsAtChunk.length, 1_000_000 / SNAPSHOT_CHUNK_ENTRIES);
@@ -366,14 +374,14 @@ test.serial('file snapshot store - a 1M-entry snapshot is encoded and decoded a 
   const back = await decodeSnapshot(MILLION, payloads, 'test');
   decoding.stop();
   t.true(decoding.count() >= turnsAtChunk.length, `decoding gave the loop ${decoding.count()} turns for ${turnsAtChunk.length} chunks`);
-  t.is(back.entries.length, 1_000_000);
+  t.is(back.keys.length, 1_000_000);
 
   // And through the store, written and read back whole.
   const { store } = freshStore(t);
   await store.write(MILLION, data);
   const read = await store.read(MILLION);
-  t.is(read.entries.length, 1_000_000);
-  t.deepEqual(read.entries[999_999], ['key-999999', 999_999]);
+  t.is(read.keys.length, 1_000_000);
+  t.deepEqual([read.keys[999_999], read.values[999_999]], ['key-999999', 999_999]);
 });
 
 test('file snapshot store - outline reads kind and entries from the frames alone, and refuses what read refuses', async (t) => {

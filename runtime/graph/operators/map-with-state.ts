@@ -9,7 +9,7 @@
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { partitionOf } from '../partitioner.ts';
 import type { SnapshotData } from '../wire.ts';
-import { ChangeLog, foldChain } from './change-log.ts';
+import { ChangeLog, foldDeltas, inChunks, lastFull } from './change-log.ts';
 import { UndoableKeyMap } from './undoable-key-map.ts';
 
 /**
@@ -108,7 +108,7 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   readonly #spec: MapWithStateSpec<K, V, S, M>;
   readonly #wrapper = new State<S>();
   #pendingSeed: readonly [K, S][] | undefined;
-  readonly #log = new ChangeLog<K>();
+  readonly #log = new ChangeLog<K>(() => this.#state.size);
 
   constructor(spec: MapWithStateSpec<K, V, S, M>, seed: readonly [K, S][], entries: readonly [K, Entry<S>][] = []) {
     this.#spec = spec;
@@ -188,24 +188,32 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
     return this;
   }
 
-  /** Entries are written as `[key, [state, time]]`: half the bytes of `{s, t}` records. */
+  /**
+   * A full capture copies the map's two columns (its entries are replaced, never
+   * changed in place, so the copy holds); each value is written as `[state, time]`,
+   * half the bytes of `{s, t}` records, a chunk at a time while the snapshot is written.
+   */
   capture(full: boolean): SnapshotData {
     const map = this.#state.map;
     return this.#log.capture(
       full,
-      (k) => {
-        const e = map.get(k) as Entry<S>;
-        return [e.s, e.t];
-      },
-      () => {
-        const out: [K, [S, number]][] = [];
-        map.forEach((e, k) => {
-          out.push([k, [e.s, e.t]]);
-        });
-        return out;
-      },
+      (k) => map.get(k) as Entry<S>,
+      () => map.columns(),
       { seed: this.#pendingSeed ?? [] },
+      (e) => [e.s, e.t],
     );
+  }
+
+  /** Loads restored entries (keys in update-time order, values `[state, time]`), a chunk at a time. */
+  async load(keys: readonly K[], values: readonly (readonly [S, number])[]): Promise<this> {
+    const map = this.#state.map;
+    await inChunks(keys.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const v = values[i] as readonly [S, number];
+        map.set(keys[i] as K, { s: v[0], t: v[1] });
+      }
+    });
+    return this.continueChain();
   }
 
   rollback(): void {
@@ -239,6 +247,41 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
 }
 
 /**
+ * The entries of a snapshot chain in update-time order, which the timeout scan relies
+ * on. A full capture walks the map in that order, and a key a later delta changed was
+ * updated after the full capture, so: the full snapshot's keys that no delta changed
+ * or removed, in order, then the changed keys sorted by update time (the sort is
+ * stable and only over the changed keys; without a timeout, order does not matter).
+ */
+async function restoreOrder<K, S>(
+  chain: readonly SnapshotData[],
+  byTime: boolean,
+): Promise<{ keys: K[]; values: (readonly [S, number])[] }> {
+  const base = lastFull(chain);
+  const full = chain[base];
+  if (full === undefined) return { keys: [], values: [] };
+  if (base === chain.length - 1) return { keys: full.keys as K[], values: full.values as (readonly [S, number])[] };
+  const { changed, removed } = foldDeltas<K, readonly [S, number]>(chain.slice(base + 1));
+  const keys: K[] = [];
+  const values: (readonly [S, number])[] = [];
+  await inChunks(full.keys.length, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const k = full.keys[i] as K;
+      if (changed.has(k) || removed.has(k)) continue;
+      keys.push(k);
+      values.push(full.values[i] as readonly [S, number]);
+    }
+  });
+  const later = changed.toArray();
+  if (byTime) later.sort((a, b) => a[1][1] - b[1][1]);
+  for (const [k, v] of later) {
+    keys.push(k);
+    values.push(v);
+  }
+  return { keys, values };
+}
+
+/**
  * The spec of mapWithState.
  *
  * @example
@@ -247,24 +290,11 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
 export function mapWithStateSpec<K, V, S, M>(spec: MapWithStateSpec<K, V, S, M>): StatefulSpec {
   const own = (entries: readonly [K, unknown][], p: number, n: number) => entries.filter(([k]) => partitionOf(k, n) === p);
   return {
-    restoreChain: (chain) => {
+    restoreChain: async (chain) => {
       const last = chain[chain.length - 1]?.meta as { seed: [K, S][] } | undefined;
-      const toEntry = (e: readonly [unknown, unknown]): [K, Entry<S>] => {
-        const [s, t] = e[1] as [S, number];
-        return [e[0] as K, { s, t }];
-      };
-      if (chain.length === 1) {
-        // A full capture walks the map in update-time order: no sort needed.
-        return new MapWithStateState(spec, last?.seed ?? [], (chain[0]?.entries ?? []).map(toEntry)).continueChain();
-      }
-      const { entries } = foldChain<K, [S, number]>(chain);
-      // Deltas list keys in first-touch order: re-sort by update time, which the
-      // timeout scan relies on (the sort is stable).
-      const ordered = entries
-        .toArray()
-        .map(toEntry)
-        .sort((a, b) => a[1].t - b[1].t);
-      return new MapWithStateState(spec, last?.seed ?? [], ordered).continueChain();
+      const state = new MapWithStateState(spec, last?.seed ?? []);
+      const { keys, values } = await restoreOrder<K, S>(chain, spec.timeout !== undefined);
+      return state.load(keys, values);
     },
     create: (p, n) => new MapWithStateState(spec, own(spec.initial ?? [], p, n) as [K, S][]),
     restore: (snapshot, p, n) => {

@@ -45,7 +45,7 @@ export class ReducedWindowState<K, V> implements PartitionState {
   readonly #current = new UndoableKeyMap<unknown, V>();
   #held: Held[];
   #heldBefore: Held[] | undefined;
-  readonly #log = new ChangeLog<unknown>();
+  readonly #log = new ChangeLog<unknown>(() => this.#current.size);
   /** Batches absorbed since the last capture, and the prune point reached (for deltas). */
   #heldAdded: Held[] = [];
   #prunedUpTo: number | null = null;
@@ -130,7 +130,8 @@ export class ReducedWindowState<K, V> implements PartitionState {
     return this;
   }
 
-  capture(full: boolean): SnapshotData {
+  capture(asked: boolean): SnapshotData {
+    const full = asked || this.#log.fullNext;
     const meta = full ? { added: this.#held, prunedUpTo: null } : { added: this.#heldAdded, prunedUpTo: this.#prunedUpTo };
     this.#heldAdded = [];
     this.#prunedUpTo = null;
@@ -138,7 +139,7 @@ export class ReducedWindowState<K, V> implements PartitionState {
     return this.#log.capture(
       full,
       (k) => current.get(k),
-      () => current.map.toArray(),
+      () => current.map.columns(),
       meta,
     );
   }
@@ -170,7 +171,7 @@ export function reducedWindowSpec<K, V>(params: ReducedWindowParams<K, V>): Stat
       const s = snapshot as { held: Held[]; current: [unknown, V][] };
       return new ReducedWindowState(params, s.held, s.current);
     },
-    restoreChain: (chain) => {
+    restoreChain: async (chain) => {
       let held: Held[] = [];
       for (const data of chain) {
         const meta = data.meta as { added: Held[]; prunedUpTo: number | null };
@@ -179,7 +180,7 @@ export function reducedWindowSpec<K, V>(params: ReducedWindowParams<K, V>): Stat
         if (cut !== null) held = held.filter((h) => h.time > cut);
         held = held.concat(meta.added);
       }
-      return new ReducedWindowState(params, held, foldChain<unknown, V>(chain).entries.toArray()).continueChain();
+      return new ReducedWindowState(params, held, (await foldChain<unknown, V>(chain)).entries.toArray()).continueChain();
     },
   };
 }

@@ -7,7 +7,7 @@
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
 import type { SnapshotData } from '../wire.ts';
-import { ChangeLog, foldChain } from './change-log.ts';
+import { ChangeLog, foldColumns } from './change-log.ts';
 
 /** What `update` learns besides the values and the state. */
 export interface UpdateInfo<K> {
@@ -40,28 +40,44 @@ function guarded<K, V, S>(
 
 const NO_VALUES: never[] = [];
 
+/** A removed key's slot until the columns are compacted. */
+const GONE: unique symbol = Symbol('gone');
+
 /**
- * One partition of updateStateByKey. Each batch touches every key, so the batch
- * builds the next state in a new map and swaps it in on commit (rollback drops it).
+ * One partition of updateStateByKey, kept as two columns (keys, and their states):
+ * every batch visits every key, which a walk over two arrays does fastest; new keys
+ * are appended, removed ones leave a GONE slot until the columns are compacted. No
+ * map is kept: a restore takes the snapshot's columns as they are, a full capture
+ * copies them. A batch changes values in place and logs what it changed (slot and
+ * old value); rollback puts them back and drops what it appended.
  */
 export class UpdateStateByKeyState<K, V, S> implements PartitionState {
-  readonly #state: KeyMap<K, S>;
+  readonly emitOnlyBuildsOutput = true;
+  #keys: K[];
+  #values: (S | typeof GONE)[];
+  #gone = 0;
   readonly #update: UpdateFn<K, V, S>;
-  readonly #log = new ChangeLog<K>();
-  /**
-   * The pending batch's undo log: every key it changed with its old value (absent
-   * keys were added). Each key is visited once per batch, so plain arrays do and a
-   * batch costs one map write per changed key, not a rebuilt map.
-   */
-  #undoKeys: K[] = [];
-  #undoValues: (S | undefined)[] = [];
-  #undoHad: boolean[] = [];
-  /** The old values by key, built only if a reader asks during a batch. */
-  #undoIndex: KeyMap<K, S | undefined> | undefined;
+  readonly #log = new ChangeLog<K>(() => this.#keys.length - this.#gone);
+  /** The pending batch: slots it changed with their old values, and where its appended keys begin. */
+  #undoSlots: number[] = [];
+  #undoValues: (S | typeof GONE)[] = [];
+  #appendedFrom = -1;
+  /** Slot by key, built when a reader first asks (lookup), then kept up to date. */
+  #index: KeyMap<K, number> | undefined;
 
   constructor(update: UpdateFn<K, V, S>, initial: KeyMap<K, S>) {
     this.#update = update;
-    this.#state = initial;
+    const { keys, values } = initial.columns();
+    this.#keys = keys;
+    this.#values = values;
+  }
+
+  /** A partition holding `keys` and their `values` (the arrays are taken, not copied). */
+  static fromColumns<K, V, S>(update: UpdateFn<K, V, S>, keys: K[], values: S[]): UpdateStateByKeyState<K, V, S> {
+    const state = new UpdateStateByKeyState<K, V, S>(update, new KeyMap());
+    state.#keys = keys;
+    state.#values = values;
+    return state;
   }
 
   step(input: unknown[], time: number, emit = true, _wantExtra = false, setAside?: (record: unknown, error: unknown) => void): StepResult {
@@ -70,78 +86,144 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
       const [k, vs] = item as [K, V[]];
       values.set(k, vs);
     }
-    // Without an emit (a replayed batch whose outputs ran before), no output is built.
+    // Without an emit (a replayed batch whose output nothing needs), no output is built.
     const output: [K, S][] | undefined = emit ? [] : undefined;
-    const state = this.#state;
-    const undoKeys: K[] = [];
-    const undoValues: (S | undefined)[] = [];
-    const undoHad: boolean[] = [];
-    this.#undoKeys = undoKeys;
+    const keys = this.#keys;
+    const states = this.#values;
+    const undoSlots: number[] = [];
+    const undoValues: (S | typeof GONE)[] = [];
+    this.#undoSlots = undoSlots;
     this.#undoValues = undoValues;
-    this.#undoHad = undoHad;
-    this.#undoIndex = undefined;
+    const n = keys.length;
+    this.#appendedFrom = n;
     const update = setAside === undefined ? this.#update : guarded(this.#update, setAside);
-    state.forEach((s, key) => {
-      const vs = values.get(key);
-      if (vs !== undefined) values.delete(key);
+    const pending = values.size;
+    let found = 0;
+    for (let i = 0; i < n; i++) {
+      const s = states[i] as S | typeof GONE;
+      if (s === GONE) continue;
+      const key = keys[i] as K;
+      // Once every key of the batch was found, the rest of the state has no values.
+      const vs = found < pending ? values.get(key) : undefined;
+      if (vs !== undefined) {
+        values.delete(key);
+        found++;
+      }
       const ns = update(vs ?? NO_VALUES, s, { key, time });
       if (ns === SET_ASIDE) {
         // The update threw and the key was set aside: its state stays, and still goes out.
         output?.push([key, s]);
-        return;
+        continue;
       }
       if (ns === undefined) {
-        undoKeys.push(key);
+        undoSlots.push(i);
         undoValues.push(s);
-        undoHad.push(true);
-        state.delete(key);
-        return;
+        states[i] = GONE;
+        this.#gone++;
+        continue;
       }
       // States are values: a new value, or new input, is a change to checkpoint.
       if (ns !== s || vs !== undefined) {
-        undoKeys.push(key);
+        undoSlots.push(i);
         undoValues.push(s);
-        undoHad.push(true);
-        if (ns !== s) state.set(key, ns);
+        states[i] = ns;
       }
       output?.push([key, ns]);
-    });
+    }
     values.forEach((vs, key) => {
       const ns = update(vs, undefined, { key, time });
       if (ns === undefined || ns === SET_ASIDE) return;
-      undoKeys.push(key);
-      undoValues.push(undefined);
-      undoHad.push(false);
-      state.set(key, ns);
+      keys.push(key);
+      states.push(ns);
       output?.push([key, ns]);
     });
     return { output: output ?? [] };
   }
 
   commit(): void {
-    const state = this.#state;
-    for (const key of this.#undoKeys) {
-      if (state.has(key)) this.#log.changed(key);
-      else this.#log.removed(key);
+    const keys = this.#keys;
+    const states = this.#values;
+    const log = this.#log;
+    const index = this.#index;
+    for (const i of this.#undoSlots) {
+      if (!log.logging) break;
+      if (states[i] === GONE) log.removed(keys[i] as K);
+      else log.changed(keys[i] as K);
+    }
+    if (index !== undefined) {
+      for (const i of this.#undoSlots) if (states[i] === GONE) index.delete(keys[i] as K);
+    }
+    for (let i = Math.max(0, this.#appendedFrom); i < keys.length; i++) {
+      if (log.logging) log.changed(keys[i] as K);
+      index?.set(keys[i] as K, i);
     }
     this.#clearUndo();
+    // Removed slots are dropped once they are a quarter of the columns.
+    if (this.#gone > 0 && this.#gone * 4 >= keys.length) this.#compact();
   }
 
   rollback(): void {
-    const state = this.#state;
-    for (let i = this.#undoKeys.length - 1; i >= 0; i--) {
-      const key = this.#undoKeys[i] as K;
-      if (this.#undoHad[i]) state.set(key, this.#undoValues[i] as S);
-      else state.delete(key);
+    const states = this.#values;
+    for (let i = this.#undoSlots.length - 1; i >= 0; i--) {
+      const slot = this.#undoSlots[i] as number;
+      if (states[slot] === GONE) this.#gone--;
+      states[slot] = this.#undoValues[i] as S;
+    }
+    if (this.#appendedFrom >= 0) {
+      this.#keys.length = this.#appendedFrom;
+      states.length = this.#appendedFrom;
     }
     this.#clearUndo();
   }
 
   #clearUndo(): void {
-    this.#undoKeys = [];
+    this.#undoSlots = [];
     this.#undoValues = [];
-    this.#undoHad = [];
-    this.#undoIndex = undefined;
+    this.#appendedFrom = -1;
+  }
+
+  #compact(): void {
+    const keys: K[] = [];
+    const values: S[] = [];
+    const oldKeys = this.#keys;
+    const oldValues = this.#values;
+    for (let i = 0; i < oldKeys.length; i++) {
+      const v = oldValues[i] as S | typeof GONE;
+      if (v === GONE) continue;
+      keys.push(oldKeys[i] as K);
+      values.push(v);
+    }
+    this.#keys = keys;
+    this.#values = values;
+    this.#gone = 0;
+    this.#index = undefined;
+  }
+
+  /** The live columns, copied (a full capture; the batches after it change the originals). */
+  #columns(): { keys: K[]; values: S[] } {
+    if (this.#gone === 0) return { keys: this.#keys.slice(), values: this.#values.slice() as S[] };
+    const keys: K[] = [];
+    const values: S[] = [];
+    this.#keys.forEach((k, i) => {
+      const v = this.#values[i] as S | typeof GONE;
+      if (v === GONE) return;
+      keys.push(k);
+      values.push(v);
+    });
+    return { keys, values };
+  }
+
+  #slots(): KeyMap<K, number> {
+    if (this.#index === undefined) {
+      // Every slot, removed ones too: a key removed by the batch in progress is still
+      // committed, and a key removed then added again ends at its newer slot.
+      const index = new KeyMap<K, number>();
+      this.#keys.forEach((k, i) => {
+        index.set(k, i);
+      });
+      this.#index = index;
+    }
+    return this.#index;
   }
 
   /** Continues the change log of a snapshot chain this partition was restored from. */
@@ -151,40 +233,39 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
   }
 
   capture(full: boolean): SnapshotData {
-    const state = this.#state;
     return this.#log.capture(
       full,
-      (k) => state.get(k),
-      () => state.toArray(),
+      (k) => this.#committed(k),
+      () => this.#columns(),
       null,
     );
   }
 
   toSnapshot(): unknown {
-    return { entries: this.#state.toArray() };
+    const { keys, values } = this.#columns();
+    return { entries: keys.map((k, i) => [k, values[i]]) };
   }
 
   keyCount(): number {
-    return this.#state.size;
+    return this.#keys.length - this.#gone;
   }
 
   /** The committed value: a batch in progress is not visible. */
   lookup(key: unknown): unknown {
-    if (this.#undoKeys.length > 0) {
-      if (this.#undoIndex === undefined) {
-        const index = new KeyMap<K, S | undefined>();
-        this.#undoKeys.forEach((k, i) => {
-          index.set(k, this.#undoHad[i] ? this.#undoValues[i] : undefined);
-        });
-        this.#undoIndex = index;
-      }
-      if (this.#undoIndex.has(key as K)) return this.#undoIndex.get(key as K);
-    }
-    return this.#state.get(key as K);
+    return this.#committed(key as K);
+  }
+
+  #committed(key: K): S | undefined {
+    const slots = this.#slots();
+    const slot = slots.get(key);
+    if (slot === undefined || (this.#appendedFrom >= 0 && slot >= this.#appendedFrom)) return undefined;
+    const undo = this.#undoSlots.indexOf(slot);
+    const v = undo >= 0 ? this.#undoValues[undo] : this.#values[slot];
+    return v === GONE ? undefined : (v as S);
   }
 
   get size(): number {
-    return this.#state.size;
+    return this.keyCount();
   }
 }
 
@@ -204,6 +285,9 @@ export function updateStateByKeySpec<K, V, S>(update: UpdateFn<K, V, S>, initial
   return {
     create: (p, n) => new UpdateStateByKeyState(update, seed(initial, p, n)),
     restore: (snapshot, p, n) => new UpdateStateByKeyState(update, seed((snapshot as { entries: [K, S][] }).entries, p, n)),
-    restoreChain: (chain) => new UpdateStateByKeyState(update, foldChain<K, S>(chain).entries).continueChain(),
+    restoreChain: async (chain) => {
+      const { keys, values } = await foldColumns<K, S>(chain);
+      return UpdateStateByKeyState.fromColumns(update, keys, values).continueChain();
+    },
   };
 }

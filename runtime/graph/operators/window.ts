@@ -13,6 +13,7 @@ interface Held {
 
 /** The window buffer of one partition. */
 export class WindowState implements PartitionState {
+  readonly emitOnlyBuildsOutput = true;
   #held: Held[];
   #before: Held[] | undefined;
   readonly #windowMs: number;
@@ -47,7 +48,7 @@ export class WindowState implements PartitionState {
 
   /** Window buffers hold whole batches of records: always captured whole. */
   capture(): SnapshotData {
-    return { kind: 'full', entries: [], removed: [], meta: { held: this.#held } };
+    return { kind: 'full', keys: [], values: [], removed: [], meta: { held: this.#held } };
   }
 }
 
@@ -61,6 +62,6 @@ export function windowSpec(windowMs: number): StatefulSpec {
   return {
     create: () => new WindowState(windowMs),
     restore: (snapshot) => new WindowState(windowMs, (snapshot as { held: Held[] }).held),
-    restoreChain: (chain) => new WindowState(windowMs, (chain[chain.length - 1]?.meta as { held: Held[] } | undefined)?.held ?? []),
+    restoreChain: async (chain) => new WindowState(windowMs, (chain[chain.length - 1]?.meta as { held: Held[] } | undefined)?.held ?? []),
   };
 }

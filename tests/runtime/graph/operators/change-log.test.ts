@@ -1,0 +1,173 @@
+/**
+ * Captures and restores of keyed state: columns copied at the capture, a log that
+ * gives up (a full snapshot next) once most of the state changed, restores a chunk
+ * at a time, and mapWithState's update-time order kept across deltas.
+ */
+import test from 'ava';
+import { ChangeLog, foldChain, RESTORE_CHUNK_ENTRIES, SATURATION_MIN_KEYS } from '../../../../runtime/graph/operators/change-log.ts';
+import { mapWithStateSpec } from '../../../../runtime/graph/operators/map-with-state.ts';
+import { updateStateByKeySpec } from '../../../../runtime/graph/operators/update-state-by-key.ts';
+import { KeyMap } from '../../../../runtime/graph/partitioner.ts';
+import type { SnapshotData } from '../../../../runtime/graph/wire.ts';
+
+const sum = (vs: number[], s: number | undefined) => vs.reduce((a, b) => a + b, s ?? 0);
+
+function pairs(data: SnapshotData): [unknown, unknown][] {
+  return data.keys.map((k, i) => [k, data.values[i]]);
+}
+
+test('change log - a delta lists changed and removed keys; over half the state changed, the next capture is full', (t) => {
+  const state = new KeyMap<number, number>();
+  const n = 4 * SATURATION_MIN_KEYS;
+  for (let i = 0; i < n; i++) state.set(i, i);
+  const log = new ChangeLog<number>(() => state.size);
+  t.is(
+    log.capture(
+      false,
+      (k) => state.get(k),
+      () => state.columns(),
+      null,
+    ).kind,
+    'full',
+    'the first capture is full',
+  );
+  state.set(1, 100);
+  log.changed(1);
+  state.delete(2);
+  log.removed(2);
+  const delta = log.capture(
+    false,
+    (k) => state.get(k),
+    () => state.columns(),
+    null,
+  );
+  t.deepEqual([delta.kind, pairs(delta), delta.removed], ['delta', [[1, 100]], [2]]);
+  // Half the keys and one more change: the log stops, and a delta asked for comes out full.
+  for (let i = 0; i <= n / 2; i++) log.changed(i);
+  t.false(log.logging);
+  t.true(log.fullNext);
+  const next = log.capture(
+    false,
+    (k) => state.get(k),
+    () => state.columns(),
+    null,
+  );
+  t.is(next.kind, 'full');
+  t.is(next.keys.length, n - 1);
+  t.true(log.logging, 'logging again after the capture');
+  log.changed(3);
+  t.deepEqual(
+    pairs(
+      log.capture(
+        false,
+        (k) => state.get(k),
+        () => state.columns(),
+        null,
+      ),
+    ),
+    [[3, 3]],
+  );
+});
+
+test('change log - a small state stays incremental whatever share of it changes', (t) => {
+  const state = new KeyMap<string, number>();
+  for (let i = 0; i < 100; i++) state.set(`k${i}`, i);
+  const log = new ChangeLog<string>(() => state.size);
+  log.activate();
+  for (let i = 0; i < 100; i++) log.changed(`k${i}`);
+  t.is(
+    log.capture(
+      false,
+      (k) => state.get(k),
+      () => state.columns(),
+      null,
+    ).kind,
+    'delta',
+  );
+});
+
+test('capture - a full capture is a copy of the columns: later updates do not reach it, written values are converted', async (t) => {
+  const spec = updateStateByKeySpec<string, number, number>(sum, [
+    ['a', 1],
+    ['b', 2],
+  ]);
+  const s = spec.create(0, 1);
+  const data = s.capture(true);
+  t.deepEqual(pairs(data), [
+    ['a', 1],
+    ['b', 2],
+  ]);
+  s.step([['a', [10]]], 1000, true, false);
+  s.commit();
+  t.deepEqual(pairs(data), [
+    ['a', 1],
+    ['b', 2],
+  ]);
+  const mws = mapWithStateSpec<string, number, number, string>({
+    update: (k, v, st) => {
+      st.update((st.getOption() ?? 0) + (v ?? 0));
+      return k;
+    },
+  }).create(0, 1);
+  mws.step([['x', 5]], 3000, true, false);
+  mws.commit();
+  const written = mws.capture(true);
+  t.deepEqual(
+    written.values.map((v) => written.written?.(v)),
+    [[5, 3000]],
+  );
+});
+
+test('restore - a chain of 100k keys folds a chunk per turn of the event loop and equals the state', async (t) => {
+  const n = 100_000;
+  const keys = Array.from({ length: n }, (_, i) => `k${i}`);
+  const full: SnapshotData = { kind: 'full', keys, values: keys.map((_, i) => i), removed: [], meta: null };
+  const delta: SnapshotData = { kind: 'delta', keys: ['k5', 'new'], values: [-5, 7], removed: ['k6'], meta: null };
+  let turns = 0;
+  let counting = true;
+  const tick = () => {
+    turns++;
+    if (counting) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const { entries } = await foldChain<string, number>([full, delta]);
+  counting = false;
+  t.true(turns >= Math.ceil(n / RESTORE_CHUNK_ENTRIES) - 1, `${turns} turns for ${n} entries`);
+  t.is(entries.size, n);
+  t.is(entries.get('k5'), -5);
+  t.is(entries.get('new'), 7);
+  t.false(entries.has('k6'));
+  const restored = await updateStateByKeySpec<string, number, number>(sum, []).restoreChain([full, delta], 0, 1);
+  t.is(restored.lookup?.('k99999'), 99_999);
+});
+
+test('restore - mapWithState keeps update-time order across deltas, so timeouts still find idle keys first', async (t) => {
+  const timedOut: string[] = [];
+  const spec = mapWithStateSpec<string, number, number, string>({
+    update: (k, v, st) => {
+      if (st.isTimingOut()) timedOut.push(k);
+      else st.update((st.getOption() ?? 0) + (v ?? 0));
+      return k;
+    },
+    timeout: 2500,
+  });
+  // Full at 3000 (a@1000, b@2000, c@3000), then a delta: a updated at 4000, c removed.
+  const full: SnapshotData = {
+    kind: 'full',
+    keys: ['a', 'b', 'c'],
+    values: [
+      [1, 1000],
+      [2, 2000],
+      [3, 3000],
+    ],
+    removed: [],
+    meta: { seed: [] },
+  };
+  const delta: SnapshotData = { kind: 'delta', keys: ['a'], values: [[10, 4000]], removed: ['c'], meta: { seed: [] } };
+  const s = await spec.restoreChain([full, delta], 0, 1);
+  s.step([], 5000, true, false);
+  t.deepEqual(timedOut, ['b'], 'b (idle since 2000) times out at 5000; a, updated at 4000, does not');
+  s.commit();
+  t.is(s.lookup?.('a'), 10);
+  t.is(s.lookup?.('c'), undefined);
+});
