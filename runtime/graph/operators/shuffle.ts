@@ -25,13 +25,23 @@ export function combineByKeyShuffle<V, C>(
 ): ShuffleSpec {
   return {
     mapSide(_parent, _mapPartition, outPartitions): MapSide {
-      const combined = new KeyMap<unknown, C>();
+      // String and number keys (the common case) go to a plain Map: one get and one
+      // set per record, without KeyMap's checks; other keys to a KeyMap.
+      const plain = new Map<unknown, C>();
+      const structured = new KeyMap<unknown, C>();
       const sink: Sink<unknown> = (r) => {
-        const [k, v] = r as [unknown, V];
-        const c = combined.get(k);
-        combined.set(k, c === undefined && !combined.has(k) ? create(v) : merge(c as C, v));
+        const pair = r as [unknown, V];
+        const k = pair[0];
+        const type = typeof k;
+        if (type === 'string' || type === 'number') {
+          const c = plain.get(k);
+          plain.set(k, c === undefined && !plain.has(k) ? create(pair[1]) : merge(c as C, pair[1]));
+        } else {
+          const c = structured.get(k);
+          structured.set(k, c === undefined && !structured.has(k) ? create(pair[1]) : merge(c as C, pair[1]));
+        }
       };
-      return { sink, finish: () => splitByKey(combined, outPartitions) };
+      return { sink, finish: () => splitByKey([plain, structured], outPartitions) };
     },
     reduceSide(itemsPerParent) {
       const merged = new KeyMap<unknown, C>();
@@ -47,15 +57,15 @@ export function combineByKeyShuffle<V, C>(
   };
 }
 
-function splitByKey<C>(combined: KeyMap<unknown, C>, outPartitions: number): unknown[][] {
+/** The entries of `maps` as `[K, C]` items, by the partition that owns each key. */
+function splitByKey<C>(maps: readonly { forEach(fn: (value: C, key: unknown) => void): void }[], outPartitions: number): unknown[][] {
   const out = buckets(outPartitions);
   if (outPartitions === 1) {
-    (out[0] as unknown[]).push(...combined.entries());
+    const only = out[0] as unknown[];
+    for (const m of maps) m.forEach((c, k) => void only.push([k, c]));
     return out;
   }
-  combined.forEach((c, k) => {
-    (out[partitionOf(k, outPartitions)] as unknown[]).push([k, c]);
-  });
+  for (const m of maps) m.forEach((c, k) => void (out[partitionOf(k, outPartitions)] as unknown[]).push([k, c]));
   return out;
 }
 
@@ -139,7 +149,7 @@ export function cogroupShuffle(sides: number): ShuffleSpec {
         if (list === undefined) grouped.set(k, [v]);
         else list.push(v);
       };
-      return { sink, finish: () => splitByKey(grouped, outPartitions) };
+      return { sink, finish: () => splitByKey([grouped], outPartitions) };
     },
     reduceSide(itemsPerParent) {
       const merged = new KeyMap<unknown, unknown[][]>();
