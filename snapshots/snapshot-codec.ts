@@ -24,7 +24,7 @@ type Frame =
   | { v: 1; part: 'header'; operator: string; partition: number; time: number; kind: 'full' | 'delta' }
   | { v: 1; part: 'meta'; meta: unknown }
   | { v: 1; part: 'entries'; entries: (readonly [unknown, unknown])[] }
-  | { v: 1; part: 'columns'; keys: unknown[]; values: unknown[] }
+  | { v: 1; part: 'columns'; keys: unknown[]; values: unknown[]; times?: number[] }
   | { v: 1; part: 'removed'; keys: unknown[] }
   | { v: 1; part: 'end'; frames: number; entries: number; removed: number };
 
@@ -121,7 +121,8 @@ export async function* encodeSnapshot(key: SnapshotKey, data: SnapshotData): Asy
     const kept = data.values.slice(i, i + SNAPSHOT_CHUNK_ENTRIES);
     const values = written === undefined ? kept : kept.map(written);
     assertData(key, keys, values);
-    yield frame({ v: 1, part: 'columns', keys, values });
+    const times = data.timeOf === undefined ? undefined : kept.map(data.timeOf);
+    yield frame(times === undefined ? { v: 1, part: 'columns', keys, values } : { v: 1, part: 'columns', keys, values, times });
     await yieldToLoop();
   }
   for (let i = 0; i < data.removed.length; i += SNAPSHOT_CHUNK_ENTRIES) {
@@ -182,6 +183,7 @@ export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8A
   let meta: unknown;
   const keys: unknown[] = [];
   const values: unknown[] = [];
+  let times: number[] | undefined;
   const removed: unknown[] = [];
   let ended = false;
   for (const [i, payload] of payloads.entries()) {
@@ -217,6 +219,16 @@ export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8A
         if (!Array.isArray(f.keys) || !Array.isArray(f.values) || f.keys.length !== f.values.length) {
           throw bad(`frame ${i} holds malformed columns`);
         }
+        if (f.times !== undefined) {
+          // Times come in every columns frame or in none.
+          if (!Array.isArray(f.times) || f.times.length !== f.keys.length || (times === undefined && keys.length > 0)) {
+            throw bad(`frame ${i} holds malformed times`);
+          }
+          times ??= [];
+          for (const t of f.times) times.push(t);
+        } else if (times !== undefined) {
+          throw bad(`frame ${i} has no times`);
+        }
         for (let j = 0; j < f.keys.length; j++) {
           keys.push(f.keys[j]);
           values.push(f.values[j]);
@@ -239,5 +251,5 @@ export async function decodeSnapshot(key: SnapshotKey, payloads: readonly Uint8A
     if (f.part === 'entries' || f.part === 'columns' || f.part === 'removed') await yieldToLoop();
   }
   if (kind === undefined || !ended) throw bad('incomplete (no header or no end frame)');
-  return { kind, keys, values, removed, meta };
+  return times === undefined ? { kind, keys, values, removed, meta } : { kind, keys, values, times, removed, meta };
 }

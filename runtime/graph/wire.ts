@@ -67,6 +67,13 @@ export interface SnapshotData {
    * back are in the written form.
    */
   readonly written?: (value: unknown) => unknown;
+  /**
+   * A time per entry, written as a column of its own (mapWithState's update times,
+   * taken from the values kept): numbers in a column decode without an array per
+   * entry. A snapshot read back has them in `times`.
+   */
+  readonly timeOf?: (value: unknown) => number;
+  readonly times?: readonly number[];
   readonly removed: readonly unknown[];
   /** Non-keyed state (window buffers, pending seeds), always whole. */
   readonly meta: unknown;

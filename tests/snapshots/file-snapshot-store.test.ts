@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { FRAME_HEADER_BYTES, scanFrames } from '../../journal/codec.ts';
-import { decodeValue } from '../../runtime/base/cbor.ts';
+import { decodeValue, encodeValue } from '../../runtime/base/cbor.ts';
 import type { SnapshotData } from '../../runtime/graph/wire.ts';
 import { FileSnapshotStore } from '../../snapshots/file-snapshot-store.ts';
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_CHUNK_ENTRIES, type SnapshotKey } from '../../snapshots/snapshot-codec.ts';
@@ -124,6 +124,47 @@ test('file snapshot store - a full snapshot of 100k structured entries round tri
   t.deepEqual(parts.slice(0, 2), ['header', 'meta']);
   t.is(parts[parts.length - 1], 'end');
   sameData(t, await store.read(KEY), data);
+});
+
+test('file snapshot store - values kept in another form are written as `written` gives, with a times column', async (t) => {
+  const { store } = freshStore(t);
+  const n = SNAPSHOT_CHUNK_ENTRIES + 5;
+  const kept = Array.from({ length: n }, (_, i) => ({ s: { count: i }, t: 1000 * i }));
+  const keys = kept.map((_, i) => keyOf(i));
+  const data: SnapshotData = {
+    kind: 'full',
+    keys,
+    values: kept,
+    written: (v) => (v as { s: unknown }).s,
+    timeOf: (v) => (v as { t: number }).t,
+    removed: [],
+    meta: null,
+  };
+  await store.write(KEY, data);
+  const back = await store.read(KEY);
+  t.deepEqual(back.keys, keys);
+  t.deepEqual(
+    back.values,
+    kept.map((v) => v.s),
+  );
+  t.deepEqual(
+    back.times,
+    kept.map((v) => v.t),
+  );
+  // A frame whose times do not match its keys is refused.
+  const file = store.fileOf(KEY);
+  const scan = scanFrames(await fs.readFile(file));
+  const frames = scan.payloads.map((p) => decodeValue(p) as Record<string, unknown>);
+  const columns = frames.findIndex((f) => f.part === 'columns');
+  (frames[columns] as { times: number[] }).times.pop();
+  await t.throwsAsync(
+    decodeSnapshot(
+      KEY,
+      frames.map((f) => encodeValue(f)),
+      'test',
+    ),
+    { message: /malformed times/ },
+  );
 });
 
 test('file snapshot store - a delta snapshot with removed structured keys round trips', async (t) => {

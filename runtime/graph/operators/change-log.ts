@@ -25,6 +25,9 @@ export async function inChunks(count: number, apply: (from: number, to: number) 
   }
 }
 
+/** How values are written (SnapshotData's `written` and `timeOf`). */
+type SnapshotForm = Pick<SnapshotData, 'written' | 'timeOf'>;
+
 /** Changed keys a log always keeps: below it, a delta is cheap whatever share of the state it is. */
 export const SATURATION_MIN_KEYS = 10_000;
 
@@ -96,30 +99,30 @@ export class ChangeLog<K> {
 
   /**
    * The snapshot of the committed state: all of `columns` when `full`, else the
-   * changed keys' current values and the removed keys. Starts a new log. `written`,
-   * when given, is what a value is written as (see {@link SnapshotData.written}).
+   * changed keys' current values and the removed keys. Starts a new log. `form`,
+   * when given, says what a value is written as and its time (see
+   * {@link SnapshotData.written} and {@link SnapshotData.timeOf}).
    */
   capture<V>(
     full: boolean,
     valueFor: (key: K) => V,
     columns: () => { keys: readonly K[]; values: readonly V[] },
     meta: unknown,
-    written?: (value: V) => unknown,
+    form: { written?: (value: V) => unknown; timeOf?: (value: V) => number } = {},
   ): SnapshotData {
     const changed = this.#changed;
     const removed = this.#removed;
     this.#changed = new KeyMap();
     this.#removed = new KeyMap();
-    const form = written === undefined ? {} : { written: written as (value: unknown) => unknown };
     // Without a log since the last capture, only a full snapshot is correct.
     const wasActive = this.#active;
     const saturated = this.#saturated;
     this.#active = true;
     this.#saturated = false;
-    if (full || !wasActive || saturated) return { kind: 'full', ...columns(), removed: [], meta, ...form };
+    if (full || !wasActive || saturated) return { kind: 'full', ...columns(), removed: [], meta, ...(form as SnapshotForm) };
     const keys = [...changed.keys()];
     const values = keys.map(valueFor);
-    return { kind: 'delta', keys, values, removed: [...removed.keys()], meta, ...form };
+    return { kind: 'delta', keys, values, removed: [...removed.keys()], meta, ...(form as SnapshotForm) };
   }
 }
 

@@ -190,8 +190,9 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
 
   /**
    * A full capture copies the map's two columns (its entries are replaced, never
-   * changed in place, so the copy holds); each value is written as `[state, time]`,
-   * half the bytes of `{s, t}` records, a chunk at a time while the snapshot is written.
+   * changed in place, so the copy holds); each entry is written as its state, with
+   * its update time in a column of its own, a chunk at a time while the snapshot is
+   * written.
    */
   capture(full: boolean): SnapshotData {
     const map = this.#state.map;
@@ -200,18 +201,15 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
       (k) => map.get(k) as Entry<S>,
       () => map.columns(),
       { seed: this.#pendingSeed ?? [] },
-      (e) => [e.s, e.t],
+      { written: (e) => e.s, timeOf: (e) => e.t },
     );
   }
 
-  /** Loads restored entries (keys in update-time order, values `[state, time]`), a chunk at a time. */
-  async load(keys: readonly K[], values: readonly (readonly [S, number])[]): Promise<this> {
+  /** Loads restored entries (keys in update-time order), a chunk at a time. */
+  async load(keys: readonly K[], states: readonly S[], times: readonly number[]): Promise<this> {
     const map = this.#state.map;
     await inChunks(keys.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const v = values[i] as readonly [S, number];
-        map.set(keys[i] as K, { s: v[0], t: v[1] });
-      }
+      for (let i = from; i < to; i++) map.set(keys[i] as K, { s: states[i] as S, t: times[i] as number });
     });
     return this.continueChain();
   }
@@ -246,6 +244,20 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   }
 }
 
+/** A snapshot's entries as three columns: keys, states, update times. */
+interface Columns<K, S> {
+  keys: K[];
+  states: S[];
+  times: number[];
+}
+
+/** The columns of one snapshot (written before the times column: values are `[state, time]`). */
+function columnsOf<K, S>(data: SnapshotData): Columns<K, S> {
+  if (data.times !== undefined) return { keys: data.keys as K[], states: data.values as S[], times: data.times as number[] };
+  const pairs = data.values as (readonly [S, number])[];
+  return { keys: data.keys as K[], states: pairs.map((v) => v[0]), times: pairs.map((v) => v[1]) };
+}
+
 /**
  * The entries of a snapshot chain in update-time order, which the timeout scan relies
  * on. A full capture walks the map in that order, and a key a later delta changed was
@@ -253,32 +265,35 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
  * or removed, in order, then the changed keys sorted by update time (the sort is
  * stable and only over the changed keys; without a timeout, order does not matter).
  */
-async function restoreOrder<K, S>(
-  chain: readonly SnapshotData[],
-  byTime: boolean,
-): Promise<{ keys: K[]; values: (readonly [S, number])[] }> {
+async function restoreOrder<K, S>(chain: readonly SnapshotData[], byTime: boolean): Promise<Columns<K, S>> {
   const base = lastFull(chain);
   const full = chain[base];
-  if (full === undefined) return { keys: [], values: [] };
-  if (base === chain.length - 1) return { keys: full.keys as K[], values: full.values as (readonly [S, number])[] };
-  const { changed, removed } = foldDeltas<K, readonly [S, number]>(chain.slice(base + 1));
-  const keys: K[] = [];
-  const values: (readonly [S, number])[] = [];
-  await inChunks(full.keys.length, (from, to) => {
+  if (full === undefined) return { keys: [], states: [], times: [] };
+  const first = columnsOf<K, S>(full);
+  if (base === chain.length - 1) return first;
+  const deltas = chain.slice(base + 1).map((data) => {
+    const c = columnsOf<K, S>(data);
+    return { ...data, values: c.states.map((s, i): [S, number] => [s, c.times[i] as number]) };
+  });
+  const { changed, removed } = foldDeltas<K, [S, number]>(deltas);
+  const out: Columns<K, S> = { keys: [], states: [], times: [] };
+  await inChunks(first.keys.length, (from, to) => {
     for (let i = from; i < to; i++) {
-      const k = full.keys[i] as K;
+      const k = first.keys[i] as K;
       if (changed.has(k) || removed.has(k)) continue;
-      keys.push(k);
-      values.push(full.values[i] as readonly [S, number]);
+      out.keys.push(k);
+      out.states.push(first.states[i] as S);
+      out.times.push(first.times[i] as number);
     }
   });
   const later = changed.toArray();
   if (byTime) later.sort((a, b) => a[1][1] - b[1][1]);
-  for (const [k, v] of later) {
-    keys.push(k);
-    values.push(v);
+  for (const [k, [s, t]] of later) {
+    out.keys.push(k);
+    out.states.push(s);
+    out.times.push(t);
   }
-  return { keys, values };
+  return out;
 }
 
 /**
@@ -293,8 +308,8 @@ export function mapWithStateSpec<K, V, S, M>(spec: MapWithStateSpec<K, V, S, M>)
     restoreChain: async (chain) => {
       const last = chain[chain.length - 1]?.meta as { seed: [K, S][] } | undefined;
       const state = new MapWithStateState(spec, last?.seed ?? []);
-      const { keys, values } = await restoreOrder<K, S>(chain, spec.timeout !== undefined);
-      return state.load(keys, values);
+      const { keys, states, times } = await restoreOrder<K, S>(chain, spec.timeout !== undefined);
+      return state.load(keys, states, times);
     },
     create: (p, n) => new MapWithStateState(spec, own(spec.initial ?? [], p, n) as [K, S][]),
     restore: (snapshot, p, n) => {

@@ -7,7 +7,7 @@
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
 import type { SnapshotData } from '../wire.ts';
-import { ChangeLog, foldColumns } from './change-log.ts';
+import { foldColumns, SATURATION_MIN_KEYS } from './change-log.ts';
 
 /** What `update` learns besides the values and the state. */
 export interface UpdateInfo<K> {
@@ -57,7 +57,17 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
   #values: (S | typeof GONE)[];
   #gone = 0;
   readonly #update: UpdateFn<K, V, S>;
-  readonly #log = new ChangeLog<K>(() => this.#keys.length - this.#gone);
+  /**
+   * What changed since the last capture, for an incremental one: a flag per slot
+   * (no hashing on the batch path) and the keys removed. Off until the first capture
+   * or a restore; `#allChanged` once over half of the state (and SATURATION_MIN_KEYS)
+   * changed, when the next capture is full anyway.
+   */
+  #logging = false;
+  #allChanged = false;
+  #dirty = new Uint8Array(0);
+  #dirtyCount = 0;
+  #removedKeys = new KeyMap<K, true>();
   /** The pending batch: slots it changed with their old values, and where its appended keys begin. */
   #undoSlots: number[] = [];
   #undoValues: (S | typeof GONE)[] = [];
@@ -143,23 +153,47 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
   commit(): void {
     const keys = this.#keys;
     const states = this.#values;
-    const log = this.#log;
     const index = this.#index;
-    for (const i of this.#undoSlots) {
-      if (!log.logging) break;
-      if (states[i] === GONE) log.removed(keys[i] as K);
-      else log.changed(keys[i] as K);
-    }
+    const appendedFrom = this.#appendedFrom < 0 ? keys.length : this.#appendedFrom;
+    if (this.#logging && !this.#allChanged) this.#logChanges(appendedFrom);
     if (index !== undefined) {
       for (const i of this.#undoSlots) if (states[i] === GONE) index.delete(keys[i] as K);
-    }
-    for (let i = Math.max(0, this.#appendedFrom); i < keys.length; i++) {
-      if (log.logging) log.changed(keys[i] as K);
-      index?.set(keys[i] as K, i);
+      for (let i = appendedFrom; i < keys.length; i++) index.set(keys[i] as K, i);
     }
     this.#clearUndo();
     // Removed slots are dropped once they are a quarter of the columns.
     if (this.#gone > 0 && this.#gone * 4 >= keys.length) this.#compact();
+  }
+
+  /** Flags the slots the batch being committed changed or appended; notes the keys it removed. */
+  #logChanges(appendedFrom: number): void {
+    const keys = this.#keys;
+    const states = this.#values;
+    if (this.#dirty.length < keys.length) {
+      const grown = new Uint8Array(Math.max(keys.length, this.#dirty.length * 2, 1024));
+      grown.set(this.#dirty);
+      this.#dirty = grown;
+    }
+    const dirty = this.#dirty;
+    const removed = this.#removedKeys;
+    let count = this.#dirtyCount;
+    for (const i of this.#undoSlots) {
+      if (states[i] === GONE) {
+        if (dirty[i] === 1) count--;
+        dirty[i] = 0;
+        removed.set(keys[i] as K, true);
+      } else if (dirty[i] === 0) {
+        dirty[i] = 1;
+        count++;
+      }
+    }
+    for (let i = appendedFrom; i < keys.length; i++) {
+      dirty[i] = 1;
+      count++;
+      if (removed.size > 0) removed.delete(keys[i] as K);
+    }
+    this.#dirtyCount = count;
+    if (count > SATURATION_MIN_KEYS && count * 2 > keys.length - this.#gone) this.#allChanged = true;
   }
 
   rollback(): void {
@@ -187,12 +221,16 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     const values: S[] = [];
     const oldKeys = this.#keys;
     const oldValues = this.#values;
+    const oldDirty = this.#dirty;
+    const dirty = new Uint8Array(oldDirty.length);
     for (let i = 0; i < oldKeys.length; i++) {
       const v = oldValues[i] as S | typeof GONE;
       if (v === GONE) continue;
+      if (oldDirty[i] === 1) dirty[keys.length] = 1;
       keys.push(oldKeys[i] as K);
       values.push(v);
     }
+    this.#dirty = dirty;
     this.#keys = keys;
     this.#values = values;
     this.#gone = 0;
@@ -228,17 +266,33 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
 
   /** Continues the change log of a snapshot chain this partition was restored from. */
   continueChain(): this {
-    this.#log.activate();
+    this.#logging = true;
     return this;
   }
 
+  /** The committed state: all of it when `full` (or when the log says it must be), else what changed since the last capture. */
   capture(full: boolean): SnapshotData {
-    return this.#log.capture(
-      full,
-      (k) => this.#committed(k),
-      () => this.#columns(),
-      null,
-    );
+    const whole = full || !this.#logging || this.#allChanged;
+    const dirty = this.#dirty;
+    const removed = this.#removedKeys;
+    this.#logging = true;
+    this.#allChanged = false;
+    this.#dirty = new Uint8Array(this.#keys.length);
+    this.#dirtyCount = 0;
+    this.#removedKeys = new KeyMap();
+    if (whole) return { kind: 'full', ...this.#columns(), removed: [], meta: null };
+    const keys: K[] = [];
+    const values: S[] = [];
+    // Captures come between batches; should one come during a batch, its changes are left out.
+    const pending = this.#appendedFrom >= 0;
+    const n = Math.min(dirty.length, this.#keys.length);
+    for (let i = 0; i < n; i++) {
+      if (dirty[i] !== 1) continue;
+      const key = this.#keys[i] as K;
+      keys.push(key);
+      values.push((pending ? this.#committed(key) : this.#values[i]) as S);
+    }
+    return { kind: 'delta', keys, values, removed: [...removed.keys()], meta: null };
   }
 
   toSnapshot(): unknown {

@@ -113,7 +113,7 @@ test('capture - a full capture is a copy of the columns: later updates do not re
   mws.commit();
   const written = mws.capture(true);
   t.deepEqual(
-    written.values.map((v) => written.written?.(v)),
+    written.values.map((v) => [written.written?.(v), written.timeOf?.(v)]),
     [[5, 3000]],
   );
 });
@@ -163,11 +163,66 @@ test('restore - mapWithState keeps update-time order across deltas, so timeouts 
     removed: [],
     meta: { seed: [] },
   };
-  const delta: SnapshotData = { kind: 'delta', keys: ['a'], values: [[10, 4000]], removed: ['c'], meta: { seed: [] } };
+  // The delta as written now: states and a times column (the full one above is in the older [state, time] form).
+  const delta: SnapshotData = { kind: 'delta', keys: ['a'], values: [10], times: [4000], removed: ['c'], meta: { seed: [] } };
   const s = await spec.restoreChain([full, delta], 0, 1);
   s.step([], 5000, true, false);
   t.deepEqual(timedOut, ['b'], 'b (idle since 2000) times out at 5000; a, updated at 4000, does not');
   s.commit();
   t.is(s.lookup?.('a'), 10);
   t.is(s.lookup?.('c'), undefined);
+});
+
+test('updateStateByKey capture - slots changed, added and removed since the last capture; full once over half changed', (t) => {
+  // State = sum of values; a value of -1 removes the key.
+  const update = (vs: number[], s: number | undefined) => (vs.includes(-1) ? undefined : vs.reduce((a, b) => a + b, s ?? 0));
+  const n = 4 * SATURATION_MIN_KEYS;
+  const spec = updateStateByKeySpec<string, number, number>(
+    update,
+    Array.from({ length: n }, (_, i): [string, number] => [`k${i}`, i]),
+  );
+  const s = spec.create(0, 1);
+  t.is(s.capture(false).kind, 'full', 'the first capture is full');
+  const batch = (pairs: [string, number[]][], time: number) => {
+    s.step(pairs, time, true, false);
+    s.commit();
+  };
+  batch(
+    [
+      ['k1', [5]],
+      ['k2', [-1]],
+      ['new', [7]],
+    ],
+    1000,
+  );
+  // A rolled-back batch leaves no trace in the next delta.
+  s.step([['k3', [1]]], 2000, true, false);
+  s.rollback();
+  const delta = s.capture(false);
+  t.deepEqual(
+    [delta.kind, pairs(delta), delta.removed],
+    [
+      'delta',
+      [
+        ['k1', 6],
+        ['new', 7],
+      ],
+      ['k2'],
+    ],
+  );
+  // Removals past a quarter of the slots compact the columns; flags move with their keys.
+  batch(Array.from({ length: n / 4 + 1 }, (_, i): [string, number[]] => [`k${n - 1 - i}`, [-1]]).concat([['k10', [1]]]), 3000);
+  const afterCompaction = s.capture(false);
+  t.deepEqual(pairs(afterCompaction), [['k10', 11]]);
+  t.is(afterCompaction.removed.length, n / 4 + 1);
+  t.is(s.keyCount?.(), n - 1 - (n / 4 + 1) + 1);
+  // Over half of the keys changed: the capture is full whatever is asked.
+  batch(
+    Array.from({ length: n / 2 }, (_, i): [string, number[]] => [`k${i + 3}`, [1]]),
+    4000,
+  );
+  const full = s.capture(false);
+  t.is(full.kind, 'full');
+  t.is(full.keys.length, s.keyCount?.() ?? -1);
+  t.is(s.capture(false).keys.length, 0, 'and the log starts again empty');
 });
