@@ -189,19 +189,13 @@ export class Checkpointer {
     const event: Block = { v: 1, type: 'receiver.block', stream, block };
     this.#blocks.set(block.id, event);
     // Synced: a receiver may acknowledge its source once this resolves.
-    return this.#serial(async () => {
-      await this.#journal.append(event);
-      await this.#journal.sync();
-    });
+    return this.#appendSynced(event);
   }
 
   /** Journals who owns which partition slot from now on (cluster runs). */
   assignmentChanged(event: AssignmentChanged): Promise<void> {
     this.#assignment = event;
-    return this.#serial(async () => {
-      await this.#journal.append(event);
-      await this.#journal.sync();
-    });
+    return this.#appendSynced(event);
   }
 
   /** Journals a batch's input allocation (before the batch runs). */
@@ -291,10 +285,7 @@ export class Checkpointer {
       }
       const event: Checkpoint = { v: 1, type: 'checkpoint.completed', time, snapshots: refs, positions };
       // The commit point: only now, with every snapshot stored, is the checkpoint journaled.
-      await this.#serial(async () => {
-        await this.#journal.append(event);
-        await this.#journal.sync();
-      });
+      await this.#appendSynced(event);
       if (captured.every((c) => kindOf(c) === 'full')) this.#chainBroken = false;
       this.#checkpoints.push(event);
       operators = operatorStats(refs, entryCounts);
@@ -402,6 +393,16 @@ export class Checkpointer {
     for (const cp of keep)
       for (const ref of cp.snapshots) for (const t of ref.chain) keepTimes.add(`${ref.operator}/${ref.partition}/${t}`);
     await this.#store.retain((k) => keepTimes.has(`${k.operator}/${k.partition}/${k.time}`) || k.time > latest.time);
+  }
+
+  /**
+   * Appends `event` in order with every other write, then makes it durable. The sync
+   * is outside the queue: the appends of the batches that run meanwhile do not wait
+   * for the disk (a sync covers every write issued before it).
+   */
+  async #appendSynced(event: JournalEvent): Promise<void> {
+    await this.#serial(() => this.#journal.append(event));
+    await this.#journal.sync();
   }
 
   #serial<T>(work: () => Promise<T>): Promise<T> {

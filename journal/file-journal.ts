@@ -65,6 +65,8 @@ export class FileJournal implements Journal {
   /** Bytes of whole frames in the current segment: a failed write is cut back to it. */
   #segmentBytes = 0;
   #abandoned = false;
+  /** fsyncs started by sync() and not finished yet. */
+  readonly #syncing = new Set<Promise<void>>();
   /**
    * Writes run one after another: concurrent writes on libuv's thread pool may land
    * in any order, and a roll must not overtake the appends issued before it.
@@ -186,12 +188,26 @@ export class FileJournal implements Journal {
     return this.#serial(() => this.#write(this.#openHandle(), frame));
   }
 
-  /** Makes appended events durable; FENCED if another driver took the directory over. */
+  /**
+   * Makes appended events durable; FENCED if another driver took the directory over.
+   * A barrier in the write queue (every write issued before it is done), then the
+   * fsync outside the queue: writes issued after it go on instead of waiting for the
+   * disk. A roll or close lets the fsyncs in flight finish before closing the file.
+   */
   sync(): Promise<void> {
+    let synced: Promise<void> = Promise.resolve();
     return this.#serial(async () => {
       await this.#checkLock();
-      await this.#openHandle().sync();
-    });
+      synced = this.#openHandle().sync();
+      const settled = synced.catch(() => {});
+      this.#syncing.add(settled);
+      void settled.then(() => this.#syncing.delete(settled));
+    }).then(() => synced);
+  }
+
+  /** Waits for the fsyncs in flight (before their file is closed). */
+  async #settleSyncs(): Promise<void> {
+    await Promise.all([...this.#syncing]);
   }
 
   /** Throws FENCED when another driver took over, else a plain error when not open. */
@@ -216,6 +232,7 @@ export class FileJournal implements Journal {
     await this.#checkLock();
     const old = this.#openHandle();
     await old.sync();
+    await this.#settleSyncs();
     await old.close();
     this.#handle = undefined;
     this.#segment++;
@@ -252,6 +269,7 @@ export class FileJournal implements Journal {
   close(): Promise<void> {
     return this.#serial(async () => {
       await this.#handle?.sync().catch(() => {});
+      await this.#settleSyncs();
       await this.#handle?.close().catch(() => {});
       this.#handle = undefined;
       // A killed process never released its lock; the next owner takes it over.

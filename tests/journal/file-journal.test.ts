@@ -148,6 +148,25 @@ test('file journal - appends issued without waiting keep their order', async (t)
   );
 });
 
+test('file journal - appends issued during a sync land after it in order, and a roll or close right after a sync waits for it', async (t) => {
+  const dir = await freshDir(t);
+  await withJournal(dir, async (j) => {
+    await j.append(completed(1000));
+    // The fsync runs outside the write queue: the appends issued meanwhile still keep their order.
+    const pending = [j.sync(), j.append(completed(2000)), j.append(completed(3000)), j.sync()];
+    // A roll issued while those fsyncs may still be on the disk closes the segment only after them.
+    pending.push(j.roll([started(1)], 2));
+    pending.push(j.append(completed(4000)), j.sync());
+    await Promise.all(pending);
+    // And a close right after a sync.
+    void j.sync();
+  });
+  const found = await readEvents(dir);
+  const times = found.filter((e) => e.type === 'batch.completed').map((e) => ('time' in e ? e.time : -1));
+  t.deepEqual(times, [1000, 2000, 3000, 4000]);
+  t.is((await segmentFiles(dir)).length, 2);
+});
+
 test('file journal - append before open is refused', async (t) => {
   const journal = new FileJournal(await freshDir(t), quiet);
   await t.throwsAsync(journal.append(completed(1000)), { message: /not open/ });
