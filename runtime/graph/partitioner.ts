@@ -101,9 +101,36 @@ function isPrimitive(key: unknown): boolean {
   return key === null || (type !== 'object' && type !== 'function' && type !== 'symbol');
 }
 
+/** Primitive entries past which a KeyMap spreads them over SHARDS maps. */
+const SHARD_AT = 1 << 16;
+const SHARDS = 64;
+
+/**
+ * The shard of a primitive key (within this process only: nothing stores it). A
+ * string's FNV-1a; a number's integer part mixed (a JS Map equates -0 and 0, NaN
+ * and NaN, and so does this); other primitives through their canonical text.
+ */
+function shardOf(key: unknown): number {
+  if (typeof key === 'string') {
+    let h = FNV_OFFSET;
+    for (let i = 0; i < key.length; i++) {
+      h ^= key.charCodeAt(i);
+      h = Math.imul(h, FNV_PRIME);
+    }
+    return (h ^ (h >>> 16)) & (SHARDS - 1);
+  }
+  if (typeof key === 'number') return Math.imul((key | 0) ^ ((key / 4294967296) | 0), 0x9e3779b1) >>> 26;
+  return fnv1a(canonicalKey(key)) & (SHARDS - 1);
+}
+
 /**
  * A Map whose keys compare as the engine compares keys: primitives by value, arrays
  * and plain objects structurally. Primitive keys cost what a Map entry costs.
+ *
+ * Past SHARD_AT primitive entries they are spread over SHARDS maps by a hash of the
+ * key: a JS Map grows by rehashing all of itself at once, which at 2^19 entries
+ * blocks the event loop ~90 ms for a single set; 64 maps each grow by 1/64 of that.
+ * Iteration then goes shard by shard, each in insertion order.
  *
  * @example
  * const m = new KeyMap<[string, number], number>();
@@ -111,49 +138,90 @@ function isPrimitive(key: unknown): boolean {
  */
 export class KeyMap<K, V> {
   #plain = new Map<K, V>();
+  /** The primitive entries once spread (then #plain is empty and unused). */
+  #shards: Map<K, V>[] | undefined;
   #structured = new Map<string, [K, V]>();
 
+  /** Primitive entries in the shards (kept as they change: summing 64 sizes per call would cost). */
+  #sharded = 0;
+
   get size(): number {
-    return this.#plain.size + this.#structured.size;
+    return (this.#shards === undefined ? this.#plain.size : this.#sharded) + this.#structured.size;
+  }
+
+  /** The map that holds primitive `key`. */
+  #mapOf(key: K): Map<K, V> {
+    return this.#shards === undefined ? this.#plain : (this.#shards[shardOf(key)] as Map<K, V>);
+  }
+
+  /** Every map of primitive entries, in iteration order. */
+  #plainMaps(): readonly Map<K, V>[] {
+    return this.#shards ?? [this.#plain];
   }
 
   get(key: K): V | undefined {
-    if (isPrimitive(key)) return this.#plain.get(key);
+    if (isPrimitive(key)) return this.#mapOf(key).get(key);
     return this.#structured.get(canonicalKey(key))?.[1];
   }
 
   has(key: K): boolean {
-    return isPrimitive(key) ? this.#plain.has(key) : this.#structured.has(canonicalKey(key));
+    return isPrimitive(key) ? this.#mapOf(key).has(key) : this.#structured.has(canonicalKey(key));
   }
 
   set(key: K, value: V): this {
-    if (isPrimitive(key)) this.#plain.set(key, value);
-    else this.#structured.set(canonicalKey(key), [key, value]);
+    if (isPrimitive(key)) {
+      if (this.#shards !== undefined) {
+        const m = this.#shards[shardOf(key)] as Map<K, V>;
+        const before = m.size;
+        this.#sharded += m.set(key, value).size - before;
+      } else if (this.#plain.set(key, value).size > SHARD_AT) this.#spread();
+    } else this.#structured.set(canonicalKey(key), [key, value]);
     return this;
   }
 
+  /** Sets `keyAt(i)` to `valueAt(i)` for every i in [from, to): a bulk load without a call per entry. */
+  setEach(from: number, to: number, keyAt: (i: number) => K, valueAt: (i: number) => V): void {
+    for (let i = from; i < to; i++) this.set(keyAt(i), valueAt(i));
+  }
+
+  /** Spreads the primitive entries over the shards, each keeping their order. */
+  #spread(): void {
+    const shards = Array.from({ length: SHARDS }, () => new Map<K, V>());
+    this.#plain.forEach((v, k) => {
+      (shards[shardOf(k)] as Map<K, V>).set(k, v);
+    });
+    this.#shards = shards;
+    this.#sharded = this.#plain.size;
+    this.#plain = new Map();
+  }
+
   delete(key: K): boolean {
-    return isPrimitive(key) ? this.#plain.delete(key) : this.#structured.delete(canonicalKey(key));
+    if (!isPrimitive(key)) return this.#structured.delete(canonicalKey(key));
+    const deleted = this.#mapOf(key).delete(key);
+    if (deleted && this.#shards !== undefined) this.#sharded--;
+    return deleted;
   }
 
   clear(): void {
     this.#plain.clear();
+    this.#shards = undefined;
+    this.#sharded = 0;
     this.#structured.clear();
   }
 
   /** Entries in insertion order (primitive keys first, then structured keys). */
   *entries(): IterableIterator<[K, V]> {
-    yield* this.#plain.entries();
+    for (const m of this.#plainMaps()) yield* m.entries();
     for (const entry of this.#structured.values()) yield [entry[0], entry[1]];
   }
 
   *keys(): IterableIterator<K> {
-    yield* this.#plain.keys();
+    for (const m of this.#plainMaps()) yield* m.keys();
     for (const entry of this.#structured.values()) yield entry[0];
   }
 
   forEach(fn: (value: V, key: K) => void): void {
-    this.#plain.forEach(fn);
+    for (const m of this.#plainMaps()) m.forEach(fn);
     for (const entry of this.#structured.values()) fn(entry[1], entry[0]);
   }
 
@@ -168,16 +236,21 @@ export class KeyMap<K, V> {
    */
   takeExpired(expired: (value: V) => boolean): [K, V][] {
     const out: [K, V][] = [];
-    for (const [k, v] of this.#plain) {
-      if (!expired(v)) break;
-      out.push([k, v]);
+    for (const m of this.#plainMaps()) {
+      const found: [K, V][] = [];
+      for (const [k, v] of m) {
+        if (!expired(v)) break;
+        found.push([k, v]);
+      }
+      for (const [k] of found) m.delete(k);
+      if (this.#shards !== undefined) this.#sharded -= found.length;
+      for (const e of found) out.push(e);
     }
     for (const [c, entry] of this.#structured) {
       if (!expired(entry[1])) break;
       out.push(entry);
       this.#structured.delete(c);
     }
-    for (const [k] of out) this.#plain.delete(k);
     return out;
   }
 
@@ -187,11 +260,23 @@ export class KeyMap<K, V> {
    * times faster than building a pair per entry).
    */
   columns(): { keys: K[]; values: V[] } {
-    const keys = [...this.#plain.keys()];
-    const values = [...this.#plain.values()];
+    if (this.#shards === undefined && this.#structured.size === 0)
+      return { keys: [...this.#plain.keys()], values: [...this.#plain.values()] };
+    const size = this.size;
+    const keys = new Array<K>(size);
+    const values = new Array<V>(size);
+    let i = 0;
+    for (const m of this.#plainMaps()) {
+      m.forEach((v, k) => {
+        keys[i] = k;
+        values[i] = v;
+        i++;
+      });
+    }
     for (const entry of this.#structured.values()) {
-      keys.push(entry[0]);
-      values.push(entry[1]);
+      keys[i] = entry[0];
+      values[i] = entry[1];
+      i++;
     }
     return { keys, values };
   }
@@ -200,9 +285,11 @@ export class KeyMap<K, V> {
   toArray(): [K, V][] {
     // forEach and push: about twice as fast as spreading the entries generator.
     const out: [K, V][] = [];
-    this.#plain.forEach((v, k) => {
-      out.push([k, v]);
-    });
+    for (const m of this.#plainMaps()) {
+      m.forEach((v, k) => {
+        out.push([k, v]);
+      });
+    }
     for (const entry of this.#structured.values()) out.push([entry[0], entry[1]]);
     return out;
   }
