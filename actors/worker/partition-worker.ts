@@ -22,6 +22,11 @@ import { DRIVER } from '../transport/transport.ts';
 import { Inbox } from './inbox.ts';
 import { collectPartition, describeError, mapPartition, reducePartition, wholeBatch } from './stage-work.ts';
 
+/** Resolves on a later turn of the event loop (after pending I/O and timers). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Builds (or restores) one state partition this worker takes over. */
 export type StateLoader = (
   node: GraphNode,
@@ -128,7 +133,11 @@ export class PartitionWorker {
         this.#reply(from, m.requestId, async () => {
           await this.#running;
           await this.#cfg.checkOwnership?.();
-          for (const s of this.#stepped) s.commit();
+          // One partition's commit per turn of the event loop (the next batch waits for this reply).
+          for (const [i, s] of this.#stepped.entries()) {
+            if (i > 0) await nextTurn();
+            s.commit();
+          }
           this.#stepped = [];
           this.#inbox.clear(m.time);
         });
@@ -276,6 +285,8 @@ export class PartitionWorker {
     for (const node of this.#cfg.plan.stateful) {
       const operator = this.#key(node.id);
       for (const [partition, s] of [...(this.#states.get(node.id) ?? [])].sort((a, b) => a[0] - b[0])) {
+        // One partition's copy per turn of the event loop (the next batch starts only after the capture).
+        if (out.length > 0) await nextTurn();
         const data = s.capture(full.has(`${operator}/${partition}`));
         if (writer === undefined) {
           out.push({ operator, partition, data });
@@ -464,7 +475,9 @@ export class PartitionWorker {
           if (!present.has(parent.id)) break;
           const wantExtra = node.snapshotsWanted;
           const needed = !skipOutputs || plan.feedsState(node);
-          for (const q of mine(node.partitions)) {
+          for (const [i, q] of mine(node.partitions).entries()) {
+            // One partition's step per turn: a large state's batch does not hold the loop for all of them.
+            if (i > 0) await nextTurn();
             const s = this.#states.get(node.id)?.get(q);
             if (s === undefined) throw new InvalidStateError(`worker ${this.id} has no state for ${node.name} partition ${q}`);
             this.#stepped.push(s);

@@ -9,7 +9,7 @@ import { KeyMap } from '../partitioner.ts';
 import type { SnapshotData } from '../wire.ts';
 
 /** Entries restored between two turns of the event loop: a few ms of map writes. */
-export const RESTORE_CHUNK_ENTRIES = 20_000;
+export const RESTORE_CHUNK_ENTRIES = 5_000;
 
 /**
  * Calls `apply(from, to)` over `[0, count)` a chunk at a time, yielding to the event

@@ -150,7 +150,10 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
       if (wrapper.wasRemoved) state.delete(k);
       // With a timeout, data re-stamps an existing key even when it is not updated
       // (as Spark does), so a key that keeps receiving data never times out.
-      else if (wrapper.wasUpdated || (timeout !== undefined && wrapper.exists())) state.setLast(k, { s: wrapper.get(), t: time });
+      else if (timeout !== undefined) {
+        // Timeouts scan the map from the front: an update moves the key to the end.
+        if (wrapper.wasUpdated || wrapper.exists()) state.setLast(k, { s: wrapper.get(), t: time });
+      } else if (wrapper.wasUpdated) state.set(k, { s: wrapper.get(), t: time });
       if (mapped !== undefined) output.push(mapped);
     }
     if (timeout !== undefined) {
@@ -209,7 +212,12 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   async load(keys: readonly K[], states: readonly S[], times: readonly number[]): Promise<this> {
     const map = this.#state.map;
     await inChunks(keys.length, (from, to) => {
-      for (let i = from; i < to; i++) map.set(keys[i] as K, { s: states[i] as S, t: times[i] as number });
+      map.setEach(
+        from,
+        to,
+        (i) => keys[i] as K,
+        (i) => ({ s: states[i] as S, t: times[i] as number }),
+      );
     });
     return this.continueChain();
   }

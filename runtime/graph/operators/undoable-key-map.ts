@@ -7,6 +7,8 @@ import { KeyMap } from '../partitioner.ts';
 interface Before<V> {
   had: boolean;
   value: V | undefined;
+  /** Whether the key has a value now (kept by set and delete: commit asks no map). */
+  has: boolean;
 }
 
 /**
@@ -40,25 +42,28 @@ export class UndoableKeyMap<K, V> {
   }
 
   set(key: K, value: V): void {
-    this.#remember(key);
+    this.#remember(key).has = true;
     this.map.set(key, value);
   }
 
   /** Sets `key` and moves it to the end of the insertion order. */
   setLast(key: K, value: V): void {
-    this.#remember(key);
+    this.#remember(key).has = true;
     this.map.delete(key);
     this.map.set(key, value);
   }
 
   delete(key: K): void {
-    this.#remember(key);
+    this.#remember(key).has = false;
     this.map.delete(key);
   }
 
   /** Forgets the old values: the batch's changes are final. `touched` hears of each key changed. */
   commit(touched?: (key: K, present: boolean) => void): void {
-    if (touched) for (const key of this.#before.keys()) touched(key, this.map.has(key));
+    if (touched)
+      this.#before.forEach((before, key) => {
+        touched(key, before.has);
+      });
     this.#before.clear();
   }
 
@@ -71,9 +76,13 @@ export class UndoableKeyMap<K, V> {
     this.#before.clear();
   }
 
-  #remember(key: K): void {
-    if (this.#before.has(key)) return;
-    const had = this.map.has(key);
-    this.#before.set(key, { had, value: had ? this.map.get(key) : undefined });
+  #remember(key: K): Before<V> {
+    const known = this.#before.get(key);
+    if (known !== undefined) return known;
+    const value = this.map.get(key);
+    const had = value !== undefined || this.map.has(key);
+    const before: Before<V> = { had, value, has: had };
+    this.#before.set(key, before);
+    return before;
   }
 }
