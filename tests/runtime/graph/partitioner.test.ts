@@ -179,3 +179,52 @@ test('partitioner - keys that have no structural encoding are refused', (t) => {
   }
   t.throws(() => canonicalKey([new Map()]), { instanceOf: TypeError, message: /Map/ });
 });
+
+test('partitioner - a KeyMap past 65,536 primitive keys spreads them and still behaves as one map', (t) => {
+  const m = new KeyMap<unknown, number>();
+  const n = 70_000;
+  for (let i = 0; i < n; i++) m.set(i % 2 === 0 ? `k${i}` : i, i);
+  m.set(['structured', 1], -1);
+  m.set(-0, 0);
+  m.set(0, 7);
+  t.is(m.size, n + 2, '-0 and 0 are one key');
+  t.is(m.get(-0), 7);
+  t.is(m.get('k68000'), 68_000);
+  t.is(m.get(69_999), 69_999);
+  t.is(m.get(Number.NaN), undefined);
+  m.set(Number.NaN, 5);
+  t.is(m.get(Number.NaN), 5);
+  t.true(m.has(['structured', 1]));
+  m.set('k2', 200);
+  t.is(m.size, n + 3);
+  t.true(m.delete('k4'));
+  t.false(m.delete('k4'));
+  t.is(m.size, n + 2);
+  const { keys, values } = m.columns();
+  t.is(keys.length, m.size);
+  t.is(new Set(keys.map(String)).size, m.size);
+  keys.forEach((k, i) => {
+    t.is(values[i], m.get(k), `columns agree at ${String(k)}`);
+  });
+  t.deepEqual(
+    m.toArray().map(([k]) => String(k)),
+    [...m.keys()].map(String),
+  );
+  // Each part keeps its insertion order: expired entries come off the front of each.
+  const timed = new KeyMap<string, number>();
+  for (let i = 0; i < n; i++) timed.set(`t${i}`, i);
+  for (let i = 0; i < 100; i++) {
+    timed.delete(`t${i}`);
+    timed.set(`t${i}`, n + i);
+  }
+  const expired = timed.takeExpired((v) => v < 1000);
+  t.deepEqual(
+    expired.map(([, v]) => v).sort((a, b) => a - b),
+    Array.from({ length: 900 }, (_, i) => i + 100),
+  );
+  t.is(timed.size, n - 900);
+  timed.clear();
+  t.is(timed.size, 0);
+  timed.set('again', 1);
+  t.deepEqual(timed.toArray(), [['again', 1]]);
+});
