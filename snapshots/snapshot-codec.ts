@@ -11,7 +11,7 @@ import { BatchFailedError, CorruptCheckpointError, InvalidStateError } from '../
 import type { SnapshotData } from '../runtime/graph/wire.ts';
 
 /** Entries per chunk frame: ~10-20 ms of cbor-x work for string->number entries. */
-export const SNAPSHOT_CHUNK_ENTRIES = 5_000;
+export const SNAPSHOT_CHUNK_ENTRIES = 20_000;
 
 /** Identifies one snapshot file. */
 export interface SnapshotKey {
