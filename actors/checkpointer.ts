@@ -323,10 +323,7 @@ export class Checkpointer {
 
   /** Journals a graceful stop and makes everything durable. */
   stopped(time: number): Promise<void> {
-    return this.#serial(async () => {
-      await this.#journal.append({ v: 1, type: 'context.stopped', time });
-      await this.#journal.sync();
-    });
+    return this.#appendSynced({ v: 1, type: 'context.stopped', time });
   }
 
   /** Resolves when everything queued so far is written. */

@@ -6,6 +6,7 @@
  * the driver). The driver sends only task descriptions. The same code runs in the
  * driver's process (local transport) and in `tributary worker` processes (NATS).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { concatAll, splitIntoPartitions } from '../../runtime/base/arrays.ts';
 import { assertNever } from '../../runtime/base/assert.ts';
 import { InvalidStateError, OperatorFailure } from '../../runtime/base/errors.ts';
@@ -21,11 +22,6 @@ import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Tr
 import { DRIVER } from '../transport/transport.ts';
 import { Inbox } from './inbox.ts';
 import { collectPartition, describeError, mapPartition, reducePartition, wholeBatch } from './stage-work.ts';
-
-/** Resolves on a later turn of the event loop (after pending I/O and timers). */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 /** Builds (or restores) one state partition this worker takes over. */
 export type StateLoader = (

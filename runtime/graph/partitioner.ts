@@ -179,11 +179,6 @@ export class KeyMap<K, V> {
     return this;
   }
 
-  /** Sets `keyAt(i)` to `valueAt(i)` for every i in [from, to): a bulk load without a call per entry. */
-  setEach(from: number, to: number, keyAt: (i: number) => K, valueAt: (i: number) => V): void {
-    for (let i = from; i < to; i++) this.set(keyAt(i), valueAt(i));
-  }
-
   /** Spreads the primitive entries over the shards, each keeping their order. */
   #spread(): void {
     const shards = Array.from({ length: SHARDS }, () => new Map<K, V>());

@@ -63,7 +63,7 @@ export function compilePlan(
 ): Plan {
   const sorted = [...nodes].sort((a, b) => a.id - b.id);
   const byName = new Map(sorted.map((n) => [n.name, n]));
-  const needed = neededNodes(outputs);
+  const needed = withAncestors(outputs.map((o) => o.stream));
   const live = sorted.filter((n) => needed.has(n.id) || n.kind === 'input');
   const consumers = new Map<number, { nodes: GraphNode[]; outputs: number }>();
   for (const n of live) consumers.set(n.id, { nodes: [], outputs: 0 });
@@ -103,7 +103,9 @@ export function compilePlan(
   };
   const recordErrors = (operator: string): RecordErrorPolicy => byName.get(operator)?.recordErrors ?? defaults.onRecordError ?? 'fail';
   const order = live.filter((n) => !fused.has(n.id));
-  const forState = live.some((n) => recordErrors(n.name) === 'dead-letter') ? undefined : feedingState(live);
+  const forState = live.some((n) => recordErrors(n.name) === 'dead-letter')
+    ? undefined
+    : withAncestors(live.filter((n) => n.kind === 'stateful'));
   const feeders = new Set<number>();
   for (const n of live) if (forState === undefined || forState.has(n.id)) for (const p of n.parents) feeders.add(p.id);
   return {
@@ -120,10 +122,14 @@ export function compilePlan(
   };
 }
 
-/** The ids of the stateful nodes among `live` and of every node they depend on. */
-function feedingState(live: readonly GraphNode[]): Set<number> {
+function emptyChain(source: GraphNode): Chain {
+  return { source, nodes: [], ops: [], blamingOps: [] };
+}
+
+/** The ids of `nodes` and of every node they depend on. */
+function withAncestors(nodes: readonly GraphNode[]): Set<number> {
   const out = new Set<number>();
-  const stack: GraphNode[] = live.filter((n) => n.kind === 'stateful');
+  const stack = [...nodes];
   while (stack.length > 0) {
     const node = stack.pop() as GraphNode;
     if (out.has(node.id)) continue;
@@ -131,23 +137,6 @@ function feedingState(live: readonly GraphNode[]): Set<number> {
     stack.push(...node.parents);
   }
   return out;
-}
-
-function emptyChain(source: GraphNode): Chain {
-  return { source, nodes: [], ops: [], blamingOps: [] };
-}
-
-/** The ids of every node some output depends on. */
-function neededNodes(outputs: readonly OutputOp[]): Set<number> {
-  const needed = new Set<number>();
-  const stack: GraphNode[] = outputs.map((o) => o.stream);
-  while (stack.length > 0) {
-    const node = stack.pop() as GraphNode;
-    if (needed.has(node.id)) continue;
-    needed.add(node.id);
-    stack.push(...node.parents);
-  }
-  return needed;
 }
 
 /**

@@ -32,6 +32,14 @@ type SnapshotForm = Pick<SnapshotData, 'written' | 'timeOf'>;
 export const SATURATION_MIN_KEYS = 10_000;
 
 /**
+ * Whether `changed` keys of a state of `size` are enough to write a full snapshot
+ * rather than a delta: over half of it, and over SATURATION_MIN_KEYS.
+ */
+export function mostOfState(changed: number, size: number): boolean {
+  return changed > SATURATION_MIN_KEYS && changed * 2 > size;
+}
+
+/**
  * Tracks changed and removed keys; `capture` turns them into snapshot data. Once
  * more than half of the state (and over SATURATION_MIN_KEYS keys) has changed since
  * the last capture, the log stops
@@ -70,18 +78,12 @@ export class ChangeLog<K> {
     return !this.#active || this.#saturated;
   }
 
-  /** Whether changes are being logged (callers may skip working out what changed when not). */
-  get logging(): boolean {
-    return this.#active && !this.#saturated;
-  }
-
   /** `key` now has a (new) value. */
   changed(key: K): void {
     if (!this.#active || this.#saturated) return;
     if (this.#removed.size > 0) this.#removed.delete(key);
     this.#changed.set(key, true);
-    const size = this.#changed.size;
-    if (size > SATURATION_MIN_KEYS && size * 2 > this.#stateSize()) this.#saturate();
+    if (mostOfState(this.#changed.size, this.#stateSize())) this.#saturate();
   }
 
   /** `key` no longer has a value. */

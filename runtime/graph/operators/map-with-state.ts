@@ -212,12 +212,7 @@ export class MapWithStateState<K, V, S, M> implements PartitionState {
   async load(keys: readonly K[], states: readonly S[], times: readonly number[]): Promise<this> {
     const map = this.#state.map;
     await inChunks(keys.length, (from, to) => {
-      map.setEach(
-        from,
-        to,
-        (i) => keys[i] as K,
-        (i) => ({ s: states[i] as S, t: times[i] as number }),
-      );
+      for (let i = from; i < to; i++) map.set(keys[i] as K, { s: states[i] as S, t: times[i] as number });
     });
     return this.continueChain();
   }

@@ -7,7 +7,7 @@
 import type { PartitionState, StatefulSpec, StepResult } from '../graph.ts';
 import { KeyMap, partitionOf } from '../partitioner.ts';
 import type { SnapshotData } from '../wire.ts';
-import { foldColumns, SATURATION_MIN_KEYS } from './change-log.ts';
+import { foldColumns, mostOfState } from './change-log.ts';
 
 /** What `update` learns besides the values and the state. */
 export interface UpdateInfo<K> {
@@ -193,7 +193,7 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
       if (removed.size > 0) removed.delete(keys[i] as K);
     }
     this.#dirtyCount = count;
-    if (count > SATURATION_MIN_KEYS && count * 2 > keys.length - this.#gone) this.#allChanged = true;
+    if (mostOfState(count, keys.length - this.#gone)) this.#allChanged = true;
   }
 
   rollback(): void {

@@ -12,6 +12,16 @@ import type { SnapshotData } from '../../../../runtime/graph/wire.ts';
 
 const sum = (vs: number[], s: number | undefined) => vs.reduce((a, b) => a + b, s ?? 0);
 
+/** A capture that asks for a delta of `state`, through `log`. */
+function captureDelta<K, V>(log: ChangeLog<K>, state: KeyMap<K, V>): SnapshotData {
+  return log.capture(
+    false,
+    (k) => state.get(k),
+    () => state.columns(),
+    null,
+  );
+}
+
 function pairs(data: SnapshotData): [unknown, unknown][] {
   return data.keys.map((k, i) => [k, data.values[i]]);
 }
@@ -21,52 +31,22 @@ test('change log - a delta lists changed and removed keys; over half the state c
   const n = 4 * SATURATION_MIN_KEYS;
   for (let i = 0; i < n; i++) state.set(i, i);
   const log = new ChangeLog<number>(() => state.size);
-  t.is(
-    log.capture(
-      false,
-      (k) => state.get(k),
-      () => state.columns(),
-      null,
-    ).kind,
-    'full',
-    'the first capture is full',
-  );
+  t.is(captureDelta(log, state).kind, 'full', 'the first capture is full');
   state.set(1, 100);
   log.changed(1);
   state.delete(2);
   log.removed(2);
-  const delta = log.capture(
-    false,
-    (k) => state.get(k),
-    () => state.columns(),
-    null,
-  );
+  const delta = captureDelta(log, state);
   t.deepEqual([delta.kind, pairs(delta), delta.removed], ['delta', [[1, 100]], [2]]);
   // Half the keys and one more change: the log stops, and a delta asked for comes out full.
   for (let i = 0; i <= n / 2; i++) log.changed(i);
-  t.false(log.logging);
   t.true(log.fullNext);
-  const next = log.capture(
-    false,
-    (k) => state.get(k),
-    () => state.columns(),
-    null,
-  );
+  const next = captureDelta(log, state);
   t.is(next.kind, 'full');
   t.is(next.keys.length, n - 1);
-  t.true(log.logging, 'logging again after the capture');
+  t.false(log.fullNext, 'logging again after the capture');
   log.changed(3);
-  t.deepEqual(
-    pairs(
-      log.capture(
-        false,
-        (k) => state.get(k),
-        () => state.columns(),
-        null,
-      ),
-    ),
-    [[3, 3]],
-  );
+  t.deepEqual(pairs(captureDelta(log, state)), [[3, 3]]);
 });
 
 test('change log - a small state stays incremental whatever share of it changes', (t) => {
@@ -75,15 +55,7 @@ test('change log - a small state stays incremental whatever share of it changes'
   const log = new ChangeLog<string>(() => state.size);
   log.activate();
   for (let i = 0; i < 100; i++) log.changed(`k${i}`);
-  t.is(
-    log.capture(
-      false,
-      (k) => state.get(k),
-      () => state.columns(),
-      null,
-    ).kind,
-    'delta',
-  );
+  t.is(captureDelta(log, state).kind, 'delta');
 });
 
 test('capture - a full capture is a copy of the columns: later updates do not reach it, written values are converted', async (t) => {
