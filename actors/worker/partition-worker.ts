@@ -21,7 +21,7 @@ import { encodeFailure } from '../transport/failure-codec.ts';
 import type { AssignmentWire, CapturedPartition, ClusterMessage, RestoreSpec, Transport } from '../transport/transport.ts';
 import { DRIVER } from '../transport/transport.ts';
 import { Inbox } from './inbox.ts';
-import { collectPartition, describeError, mapPartition, reducePartition, wholeBatch } from './stage-work.ts';
+import { collectPartition, describeError, mapPartition, mapPartitionsTogether, reducePartition, wholeBatch } from './stage-work.ts';
 
 /** Builds (or restores) one state partition this worker takes over. */
 export type StateLoader = (
@@ -442,9 +442,35 @@ export class PartitionWorker {
         case 'shuffle': {
           if (!active) break;
           const sources = node.parents.map((parent) => plan.feedOf(parent).source);
+          /** Parents whose partitions went through one combiner (each key once in what it sent). */
+          const oneCombiner = sources.map(() => false);
           sources.forEach((source, i) => {
             if (!present.has(source.id)) return;
-            for (const p of mine(source.partitions)) {
+            const ps = mine(source.partitions);
+            // In one process (ownership never moves, so neither does the order of a combiner's
+            // merges) a worker that owns every partition combines them all in one map side.
+            const together =
+              this.#cfg.transport.local &&
+              ps.length === source.partitions &&
+              ps.length > 1 &&
+              mine(node.partitions).length === node.partitions
+                ? mapPartitionsTogether(
+                    plan,
+                    node,
+                    i,
+                    ps.map((p) => get(source.id, p)),
+                    time,
+                  )
+                : undefined;
+            if (together) {
+              oneCombiner[i] = true;
+              for (let q = 0; q < node.partitions; q++) {
+                for (const [j, p] of ps.entries())
+                  send(this.id, `${time}|sh|${node.id}|${i}|${p}|${q}`, j === 0 ? (together[q] ?? []) : []);
+              }
+              return;
+            }
+            for (const p of ps) {
               const buckets = mapPartition(plan, node, i, p, get(source.id, p), time, deadLetters);
               for (let q = 0; q < node.partitions; q++) send(ownerOf(a, q), `${time}|sh|${node.id}|${i}|${p}|${q}`, buckets[q] ?? []);
             }
@@ -461,7 +487,7 @@ export class PartitionWorker {
               for (let p = 0; p < source.partitions; p++) chunks.push((await take(`${time}|sh|${node.id}|${i}|${p}|${q}`)) as unknown[]);
               itemsPerParent.push(concatAll(chunks));
             }
-            put(local, node.id, q, reducePartition(node, itemsPerParent, time));
+            put(local, node.id, q, reducePartition(node, itemsPerParent, time, oneCombiner));
           }
           present.add(node.id);
           break;

@@ -79,15 +79,46 @@ export function mapPartition(
 }
 
 /**
- * The reduce side of shuffle `node` for one output partition.
+ * The map side of shuffle `node` over several partitions of parent `parentIndex` at
+ * once, into one combiner: its items for each output partition, each key once. A
+ * process that owns every partition so skips a combiner per partition, the split of
+ * each and their merge on the reduce side. Undefined when the shuffle may not
+ * (ShuffleSpec.combinesAcrossPartitions) or a record failed: the caller then maps
+ * partition by partition, which blames the operator that threw or sets the record aside.
+ *
+ * @example
+ * const buckets = mapPartitionsTogether(plan, node, 0, [part0, part1], 1000);
+ */
+export function mapPartitionsTogether(
+  plan: Plan,
+  node: GraphNode,
+  parentIndex: number,
+  inputs: readonly (readonly unknown[])[],
+  time: number,
+): unknown[][] | undefined {
+  assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
+  if (node.shuffle.combinesAcrossPartitions !== true) return undefined;
+  const chain = plan.feedOf(node.parents[parentIndex] as GraphNode);
+  const side = node.shuffle.mapSide(parentIndex, 0, node.partitions);
+  try {
+    for (const input of inputs) runChain(chain.ops, input as unknown[], time, side.sink);
+  } catch {
+    return undefined;
+  }
+  return side.finish();
+}
+
+/**
+ * The reduce side of shuffle `node` for one output partition; `oneCombiner[i]` when
+ * parent i's items all came from one map side.
  *
  * @example
  * const out = reducePartition(node, [itemsOfParent0], 1000);
  */
-export function reducePartition(node: GraphNode, itemsPerParent: unknown[][], time: number): unknown[] {
+export function reducePartition(node: GraphNode, itemsPerParent: unknown[][], time: number, oneCombiner?: readonly boolean[]): unknown[] {
   assert(node.kind === 'shuffle', `node ${node.name} is not a shuffle`);
   try {
-    return node.shuffle.reduceSide(itemsPerParent, time);
+    return node.shuffle.reduceSide(itemsPerParent, time, oneCombiner);
   } catch (error) {
     throw OperatorFailure.of(node.name, error);
   }

@@ -182,7 +182,7 @@ export class DStream<T> {
     requireSync('reduceByKey', f);
     return this.#keyed(
       'reduceByKey',
-      combineByKeyShuffle<V, V>((v) => v, f, f),
+      combineByKeyShuffle<V, V>((v) => v, f, f, true),
       options,
     );
   }
@@ -545,6 +545,7 @@ function groupShuffle<V>(): ShuffleSpec {
       return c;
     },
     (a, b) => a.concat(b),
+    true,
   );
 }
 

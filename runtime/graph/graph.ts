@@ -34,8 +34,18 @@ export interface MapSide {
 /** A shuffle: a map-side combiner per input partition and a reduce per output partition. */
 export interface ShuffleSpec {
   mapSide(parentIndex: number, mapPartition: number, outPartitions: number): MapSide;
-  /** `itemsPerParent[i]` holds parent i's items for this partition, map partitions in order. */
-  reduceSide(itemsPerParent: unknown[][], time: number): unknown[];
+  /**
+   * True when one map side may take several map partitions: it combines records by key
+   * (its items hold each key once) with functions no app can tell apart from a map side
+   * per partition (reduceByKey's one function, groupByKey's own). combineByKey's three
+   * app functions keep one combiner per partition, as Spark calls them.
+   */
+  readonly combinesAcrossPartitions?: boolean;
+  /**
+   * `itemsPerParent[i]` holds parent i's items for this partition, map partitions in
+   * order; `oneCombiner[i]` is true when they all came from one map side (each key once).
+   */
+  reduceSide(itemsPerParent: unknown[][], time: number, oneCombiner?: readonly boolean[]): unknown[];
 }
 
 /** What one stateful partition returns for one batch. */

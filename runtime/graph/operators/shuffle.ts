@@ -14,14 +14,16 @@ function buckets(n: number): unknown[][] {
 /**
  * `combineByKey(create, merge, mergeCombiners)`: the general keyed aggregation that
  * reduceByKey, groupByKey and countByValue are made of. Output records are `[K, C]`.
+ * `acrossPartitions`: one combiner may take several map partitions (see ShuffleSpec).
  *
  * @example
- * combineByKeyShuffle<number, number>((v) => v, (a, b) => a + b, (a, b) => a + b)
+ * combineByKeyShuffle<number, number>((v) => v, (a, b) => a + b, (a, b) => a + b, true)
  */
 export function combineByKeyShuffle<V, C>(
   create: (value: V) => C,
   merge: (combiner: C, value: V) => C,
   mergeCombiners: (a: C, b: C) => C,
+  acrossPartitions = false,
 ): ShuffleSpec {
   return {
     mapSide(_parent, _mapPartition, outPartitions): MapSide {
@@ -43,7 +45,10 @@ export function combineByKeyShuffle<V, C>(
       };
       return { sink, finish: () => splitByKey([plain, structured], outPartitions) };
     },
-    reduceSide(itemsPerParent) {
+    combinesAcrossPartitions: acrossPartitions,
+    reduceSide(itemsPerParent, _time, oneCombiner) {
+      // One combiner's items already hold each key once: nothing to merge.
+      if (itemsPerParent.length === 1 && oneCombiner?.[0] === true) return itemsPerParent[0] as unknown[];
       const merged = new KeyMap<unknown, C>();
       for (const items of itemsPerParent) {
         for (const item of items) {

@@ -328,6 +328,52 @@ test('combineByKey - creates once per key and partition, merges combiners across
   ]);
 });
 
+test('reduceByKey - one process folds every partition of a batch in one combiner, in record order', async (t) => {
+  // Partitions [a1, a3] and [a2, a5]; `a - b` tells the folds apart: one combiner over
+  // both gives ((1 - 3) - 2) - 5 = -9, a combiner per partition (1 - 3) - (2 - 5) = 1.
+  const input: Pair<string, number>[][] = [
+    [
+      ['a', 1],
+      ['a', 3],
+      ['a', 2],
+      ['a', 5],
+    ],
+  ];
+  t.deepEqual(await runOperation(input, (s) => s.reduceByKey((a, b) => a - b), 1), [[['a', -9]]]);
+  // groupByKey keeps record order the same way; combineByKey (above) keeps one create per partition.
+  t.deepEqual(await runOperation(input, (s) => s.groupByKey(), 1), [[['a', [1, 3, 2, 5]]]]);
+});
+
+test('reduceByKey - a record that fails in one combiner over all partitions is set aside alone', async (t) => {
+  const input: Pair<string, number>[][] = [
+    [
+      ['a', 1],
+      ['b', 2],
+      ['a', -1],
+      ['b', 4],
+    ],
+  ];
+  const out = await runOperation(
+    input,
+    (s) =>
+      s
+        .map(([k, v]): Pair<string, number> => {
+          if (v < 0) throw new RangeError(`negative ${v}`);
+          return [k, v];
+        })
+        .onRecordError('dead-letter')
+        .reduceByKey((a, b) => a + b),
+    1,
+    { sorted: true },
+  );
+  t.deepEqual(out, [
+    [
+      ['a', 1],
+      ['b', 6],
+    ],
+  ]);
+});
+
 // ---- union and transform ------------------------------------------------------------
 
 const spaced = [range(1, 4), range(101, 104), range(201, 204)];
