@@ -8,7 +8,7 @@
  * NATS outage.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,6 +107,8 @@ export interface ChaosReport extends Verdict {
   readonly passed: boolean;
   /** Only with `badInput`. */
   readonly deadLetters?: DeadLetterCheck;
+  /** When the run failed: the last lines each process logged (all of it is in `<workDir>/logs`). */
+  readonly logTails?: readonly string[];
   /**
    * On a cluster: streams of the run whose replicas still differed after the bounded
    * wait, one line each, checked after every nats-server restart and at the end.
@@ -322,6 +324,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       : undefined;
     bar?.start(totalBatches, 0, { kills: 0, killsTotal: options.kills, phase: 'starting' });
 
+    const logs = new ChildLogs(path.join(workDir, 'logs'), !showProgress);
+    await logs.open();
     const kills: KillRecord[] = [];
     let unexpectedExits = 0;
     let freshStarts = 0;
@@ -351,12 +355,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const id = `w${++workerSeq}`;
       const proc = spawn(process.execPath, [...workerEntry.execArgv, workerEntry.file, JSON.stringify(workload), id], {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? 'error' },
+        env: childEnv(),
       });
-      proc.stderr?.setEncoding('utf8');
-      proc.stderr?.on('data', (chunk: string) => {
-        if (!showProgress) process.stderr.write(chunk.replace(/^/gm, `  [${id}] `));
-      });
+      logs.follow(proc, id);
       const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
       const link: ChildLink = { proc, exited, killedByUs: false };
       workerLinks.set(id, link);
@@ -382,7 +383,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const spawnChild = (): ChildLink => {
       const proc = spawn(process.execPath, [...entry.execArgv, entry.file, JSON.stringify(workload)], {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? 'error' },
+        env: childEnv(),
       });
       let buffered = '';
       proc.stdout?.setEncoding('utf8');
@@ -392,10 +393,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         buffered = lines.pop() ?? '';
         for (const line of lines) handleLine(line);
       });
-      proc.stderr?.setEncoding('utf8');
-      proc.stderr?.on('data', (chunk: string) => {
-        if (!showProgress) process.stderr.write(chunk.replace(/^/gm, '  [child] '));
-      });
+      logs.follow(proc, 'driver');
       const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
       return { proc, exited, killedByUs: false };
     };
@@ -611,12 +609,92 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       replicaDivergence,
     };
     const passed = chaosPassed(facts);
+    await logs.close();
     if (!options.keep && passed) await fs.rm(workDir, { recursive: true, force: true });
-    return { ...facts, passed };
+    return { ...facts, passed, ...(passed ? {} : { logTails: await logs.tails(LOG_TAIL_LINES) }) };
   } catch (error) {
     await cleanUp();
     throw error;
   }
+}
+
+/** Lines of each process's log a failed run's report shows. */
+const LOG_TAIL_LINES = 12;
+
+/**
+ * The children's environment: they log at warn and up (TRIBUTARY_LOG_LEVEL when set),
+ * so that a run that fails or hangs says what each process last did.
+ */
+function childEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? 'warn' };
+}
+
+/**
+ * What the run's processes write to stderr: all of it to `<dir>/<name>.log` (a
+ * replacement worker gets its own file); errors, and lines that are not a log record
+ * (a crash's stack), also to the runner's stderr when `echo`.
+ *
+ * @example
+ * const logs = new ChildLogs('/tmp/run/logs', true);
+ * await logs.open();
+ * logs.follow(child, 'driver');
+ */
+export class ChildLogs {
+  readonly #dir: string;
+  readonly #echo: boolean;
+  readonly #files = new Map<string, WriteStream>();
+
+  constructor(dir: string, echo: boolean) {
+    this.#dir = dir;
+    this.#echo = echo;
+  }
+
+  async open(): Promise<void> {
+    await fs.mkdir(this.#dir, { recursive: true });
+  }
+
+  follow(proc: ChildProcess, name: string): void {
+    let file = this.#files.get(name);
+    if (file === undefined) {
+      file = createWriteStream(path.join(this.#dir, `${name}.log`), { flags: 'a' });
+      this.#files.set(name, file);
+    }
+    const out = file;
+    let partial = '';
+    proc.stderr?.setEncoding('utf8');
+    proc.stderr?.on('data', (chunk: string) => {
+      out.write(chunk);
+      if (!this.#echo) return;
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (echoed(line)) process.stderr.write(`  [${name}] ${line}\n`);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#files.values()].map((f) => new Promise<void>((resolve) => f.end(resolve))));
+  }
+
+  /** The last `n` lines of each log, each line cut to 300 characters. */
+  async tails(n: number): Promise<string[]> {
+    const out: string[] = [];
+    for (const name of [...this.#files.keys()].sort()) {
+      const text = await fs.readFile(path.join(this.#dir, `${name}.log`), 'utf8').catch(() => '');
+      for (const line of text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .slice(-n))
+        out.push(`  [${name}] ${line.slice(0, 300)}`);
+    }
+    return out;
+  }
+}
+
+/** A log record at error or fatal (pino level 50 and up), or a line that is not a record. */
+function echoed(line: string): boolean {
+  if (line.trim() === '') return false;
+  const level = /^\{"level":(\d+)/.exec(line)?.[1];
+  return level === undefined || Number(level) >= 50;
 }
 
 /**
@@ -826,7 +904,8 @@ export function formatChaosReport(r: ChaosReport): string {
       : []),
     `kill moments (ms):      ${r.kills.map((k) => `${k.atMs}:${k.target}`).join(' ') || '-'}`,
     `wall time:              ${(r.wallMs / 1000).toFixed(1)} s${r.timedOut ? ' (TIMED OUT)' : ''}`,
-    `result:                 ${r.passed ? 'PASS' : `FAIL (outputs kept in ${r.workDir}; replay with --seed ${o.seed})`}`,
+    ...(r.logTails && r.logTails.length > 0 ? ['last log lines (warn and up) of each process:', ...r.logTails] : []),
+    `result:                 ${r.passed ? 'PASS' : `FAIL (outputs and logs kept in ${r.workDir}; replay with --seed ${o.seed})`}`,
   ];
   return `${lines.join('\n')}\n`;
 }

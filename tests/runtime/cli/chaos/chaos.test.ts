@@ -7,11 +7,19 @@
  */
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { badInputMessages, decodeInputLine, INPUT_LINE_BYTES_MAX, inputWordCounts } from '../../../../runtime/cli/chaos/bad-input.ts';
-import { type ChaosOptions, type ChaosReport, chaosPassed, formatChaosReport, runChaos } from '../../../../runtime/cli/chaos/runner.ts';
+import {
+  type ChaosOptions,
+  type ChaosReport,
+  ChildLogs,
+  chaosPassed,
+  formatChaosReport,
+  runChaos,
+} from '../../../../runtime/cli/chaos/runner.ts';
 import { verifyRun } from '../../../../runtime/cli/chaos/verify.ts';
 import type { WorkloadOptions } from '../../../../runtime/cli/chaos/word-count-workload.ts';
 
@@ -281,15 +289,41 @@ function runCli(args: string[]): Promise<{ code: number | null; stdout: string; 
   });
 }
 
+test('chaos - every process logs to its own file, and a failed report shows the last lines of each', async (t) => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tributary-chaos-logs-'));
+  t.context.dirs.push(dir);
+  const logs = new ChildLogs(path.join(dir, 'logs'), false);
+  await logs.open();
+  const script = [
+    'for (let i = 1; i <= 5; i++) console.error(JSON.stringify({ level: 40, msg: "warn " + i }));',
+    "console.error('TypeError: not a record');",
+  ].join('\n');
+  for (const name of ['driver', 'w1']) {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    logs.follow(child, name);
+    await new Promise((resolve) => child.once('close', resolve));
+  }
+  await logs.close();
+  t.is((await fs.readFile(path.join(dir, 'logs', 'w1.log'), 'utf8')).trim().split('\n').length, 6);
+  t.deepEqual(await logs.tails(2), [
+    '  [driver] {"level":40,"msg":"warn 5"}',
+    '  [driver] TypeError: not a record',
+    '  [w1] {"level":40,"msg":"warn 5"}',
+    '  [w1] TypeError: not a record',
+  ]);
+});
+
 test('chaos - the CLI exits non-zero on a failing run, and a timeout stops the run at once', async (t) => {
   const started = performance.now();
   // 20 kills make a run of about 35 s: the timeout must end it long before.
   const { code, stdout } = await runCli(['chaos', 'word-count', '--kills', '20', '--seed', '5', '--timeout', '1', '--no-progress']);
-  const kept = /outputs kept in (\S+);/.exec(stdout)?.[1];
+  const kept = /outputs and logs kept in (\S+);/.exec(stdout)?.[1];
   if (kept) t.context.dirs.push(kept);
   t.is(code, 2, stdout);
   t.regex(stdout, /^wall time: +[\d.]+ s \(TIMED OUT\)$/m);
-  t.regex(stdout, /^result: +FAIL \(outputs kept in .+; replay with --seed 5\)$/m);
+  t.regex(stdout, /^result: +FAIL \(outputs and logs kept in .+; replay with --seed 5\)$/m);
+  // What the driver logged stays with the outputs, for a run that hung.
+  t.true((await fs.stat(path.join(kept as string, 'logs', 'driver.log'))).isFile());
   // The child is killed at the deadline; before, the run went on until the workload ended by itself.
   t.true(performance.now() - started < 15_000, `took ${Math.round(performance.now() - started)} ms`);
 });
