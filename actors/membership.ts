@@ -16,7 +16,7 @@
  * and it may commit nothing (FencedError).
  */
 import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
-import { type KV, Kvm } from '@nats-io/kv';
+import { Bucket, type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { decodeValue, encodeValue } from '../runtime/base/cbor.ts';
 import { delayMs } from '../runtime/base/clock.ts';
@@ -171,10 +171,9 @@ export async function readWorkers(kv: KV): Promise<WorkerEntry[]> {
   return out.sort((a, b) => a.info.id.localeCompare(b.info.id));
 }
 
-/** The live (put, non-empty) entries under `filter`, each key once: a key listing can repeat a key (its consumer restarts under load). */
+/** The live (put, non-empty) entries under `filter`. */
 async function readEntries(kv: KV, filter: string): Promise<{ key: string; revision: number; value: Uint8Array }[]> {
-  const keys = new Set<string>();
-  for await (const key of await kv.keys(filter)) keys.add(key);
+  const keys = await keysOf(kv, filter);
   const out: { key: string; revision: number; value: Uint8Array }[] = [];
   for (const key of keys) {
     const entry = await kv.get(key);
@@ -182,6 +181,26 @@ async function readEntries(kv: KV, filter: string): Promise<{ key: string; revis
     out.push({ key, revision: entry.revision, value: entry.value });
   }
   return out;
+}
+
+/**
+ * The keys under `filter`, each once, from the subjects of the bucket's stream. Not
+ * `kv.keys()`: each call leaves an ordered consumer on the server until its inactive
+ * threshold (5 minutes), and nats-server 2.15 refuses a stream's 1,001st consumer: a
+ * cluster whose driver and workers read the bucket every second stopped reading it
+ * after minutes ("maximum consumers limit reached") and never ran a batch again.
+ *
+ * @example
+ * await keysOf(kv, 'workers.*') // ['workers.w-1a2b', 'workers.w-3c4d']
+ */
+export async function keysOf(kv: KV, filter: string): Promise<string[]> {
+  if (!(kv instanceof Bucket)) {
+    const keys = new Set<string>();
+    for await (const key of await kv.keys(filter)) keys.add(key);
+    return [...keys];
+  }
+  const info = await kv.jsm.streams.info(kv.bucketName(), { subjects_filter: kv.subjectForKey(filter) });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => kv.decodeKey(subject.substring(kv.prefixLen)));
 }
 
 /**

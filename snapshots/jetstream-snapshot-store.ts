@@ -4,7 +4,7 @@
  * object store checks its own SHA-256 digest; the frames inside keep their CRC32C
  * and are validated after reading, as on disk.
  */
-import { jetstreamManager, type MsgRequest, StorageType } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager, type MsgRequest, StorageType } from '@nats-io/jetstream';
 import { type ObjectStore, Objm, setSha256Backend } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { scanFrames } from '../journal/codec.ts';
@@ -172,24 +172,21 @@ export class JetStreamSnapshotStore implements SnapshotStore {
    * cut passes it (the next full snapshots move it on), so nothing kept is touched.
    */
   async retain(keep: (key: SnapshotKey) => boolean): Promise<void> {
-    const os = await retrying('open the bucket', this.#logger, () => this.#os());
-    const live = (await retrying('list', this.#logger, () => os.list())).filter((info) => !info.deleted);
+    await retrying('open the bucket', this.#logger, () => this.#os());
+    const stream = `OBJ_${this.#bucket}`;
+    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    const live = (await retrying('list', this.#logger, () => listObjects(jsm, this.#bucket))).filter((info) => !info.deleted);
     const kept = live.filter((info) => {
       const key = parseName(info.name);
       return key === undefined || keep(key);
     });
     if (kept.length === live.length) return;
-    const stream = `OBJ_${this.#bucket}`;
-    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
     // Snapshots are written in time order, so the oldest kept time holds the first chunk to keep:
     // only its objects need locating (a name that does not parse is located too, to be safe).
     const times = kept.map((info) => parseName(info.name)?.time);
     const oldest = Math.min(...times.map((t) => t ?? Number.POSITIVE_INFINITY));
     let cut = Number.POSITIVE_INFINITY;
-    for (const listed of kept.filter((_, i) => times[i] === undefined || times[i] === oldest)) {
-      // A listed object carries no revision: its meta's sequence comes from an info read (through the leader).
-      const info = await retrying(`info ${listed.name}`, this.#logger, () => os.info(listed.name));
-      if (info === null) continue;
+    for (const info of kept.filter((_, i) => times[i] === undefined || times[i] === oldest)) {
       // The first chunk is found by its subject: on a cluster, workers write their snapshots at the same
       // time and the chunks of several objects interleave (the meta's revision minus the chunk count
       // pointed into another object there, and nothing was ever deleted).
@@ -220,4 +217,33 @@ export class JetStreamSnapshotStore implements SnapshotStore {
   async sizeBytes(): Promise<number> {
     return (await (await this.#os()).status()).size;
   }
+}
+
+/** What retention needs of an object: its meta message's sequence (revision) and its chunks. */
+interface ListedObject {
+  readonly name: string;
+  readonly nuid: string;
+  readonly chunks: number;
+  readonly deleted: boolean;
+  readonly revision: number;
+}
+
+/**
+ * Every object of `bucket` (deleted ones too), read from the newest meta message of
+ * each meta subject, through the stream leader. Not `ObjectStore.list()`: each call
+ * leaves an ordered consumer on the server until its inactive threshold (5 minutes),
+ * and nats-server 2.15 refuses a stream's 1,001st consumer; retention runs at every
+ * checkpoint, and with the cluster bucket's reads it filled that limit in minutes.
+ */
+async function listObjects(jsm: JetStreamManager, bucket: string): Promise<ListedObject[]> {
+  const stream = `OBJ_${bucket}`;
+  const info = await jsm.streams.info(stream, { subjects_filter: `$O.${bucket}.M.>` });
+  const out: ListedObject[] = [];
+  for (const subject of Object.keys(info.state.subjects ?? {})) {
+    const m = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    if (m === null) continue;
+    const meta = m.json<{ name: string; nuid: string; chunks?: number; deleted?: boolean }>();
+    out.push({ name: meta.name, nuid: meta.nuid, chunks: meta.chunks ?? 0, deleted: meta.deleted === true, revision: m.seq });
+  }
+  return out;
 }
