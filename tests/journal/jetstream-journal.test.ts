@@ -527,6 +527,9 @@ function register(kind: Kind): void {
     t.true((info?.chunks ?? 0) > 1, `${info?.chunks} chunks`);
     sameData(t, await store.read(key), data);
     t.true((await store.sizeBytes()) >= bytes);
+    // ObjectStore.get() left a consumer for 5 minutes per read, and every full snapshot is read back.
+    const consumers = (await (await jetstreamManager(nc)).streams.info(`OBJ_TRIBUTARY_${app}_SNAPSHOTS`)).state.consumer_count;
+    t.is(consumers, 0, 'a read leaves no consumer behind');
   });
 
   test(`jetstream snapshots (${kind}) - a missing or damaged object is CORRUPT_CHECKPOINT naming it`, async (t) => {
