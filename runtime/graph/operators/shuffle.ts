@@ -27,23 +27,25 @@ export function combineByKeyShuffle<V, C>(
 ): ShuffleSpec {
   return {
     mapSide(_parent, _mapPartition, outPartitions): MapSide {
-      // String and number keys (the common case) go to a plain Map: one get and one
-      // set per record, without KeyMap's checks; other keys to a KeyMap.
-      const plain = new Map<unknown, C>();
+      // String and number keys (the common case) go to a plain Map of boxed combiners:
+      // one lookup per record once a key is there (a get and a set would be two), and
+      // no KeyMap checks; other keys to a KeyMap.
+      const plain = new Map<unknown, { c: C }>();
       const structured = new KeyMap<unknown, C>();
       const sink: Sink<unknown> = (r) => {
         const pair = r as [unknown, V];
         const k = pair[0];
         const type = typeof k;
         if (type === 'string' || type === 'number') {
-          const c = plain.get(k);
-          plain.set(k, c === undefined && !plain.has(k) ? create(pair[1]) : merge(c as C, pair[1]));
+          const box = plain.get(k);
+          if (box === undefined) plain.set(k, { c: create(pair[1]) });
+          else box.c = merge(box.c, pair[1]);
         } else {
           const c = structured.get(k);
           structured.set(k, c === undefined && !structured.has(k) ? create(pair[1]) : merge(c as C, pair[1]));
         }
       };
-      return { sink, finish: () => splitByKey([plain, structured], outPartitions) };
+      return { sink, finish: () => splitByKey(plain, structured, outPartitions) };
     },
     combinesAcrossPartitions: acrossPartitions,
     reduceSide(itemsPerParent, _time, oneCombiner) {
@@ -62,15 +64,17 @@ export function combineByKeyShuffle<V, C>(
   };
 }
 
-/** The entries of `maps` as `[K, C]` items, by the partition that owns each key. */
-function splitByKey<C>(maps: readonly { forEach(fn: (value: C, key: unknown) => void): void }[], outPartitions: number): unknown[][] {
+/** A combiner's entries (boxed in `plain`, as they are in `keyed`) as `[K, C]` items, by the partition that owns each key. */
+function splitByKey<C>(plain: Map<unknown, { c: C }>, keyed: KeyMap<unknown, C>, outPartitions: number): unknown[][] {
   const out = buckets(outPartitions);
   if (outPartitions === 1) {
     const only = out[0] as unknown[];
-    for (const m of maps) m.forEach((c, k) => void only.push([k, c]));
+    plain.forEach((box, k) => void only.push([k, box.c]));
+    keyed.forEach((c, k) => void only.push([k, c]));
     return out;
   }
-  for (const m of maps) m.forEach((c, k) => void (out[partitionOf(k, outPartitions)] as unknown[]).push([k, c]));
+  plain.forEach((box, k) => void (out[partitionOf(k, outPartitions)] as unknown[]).push([k, box.c]));
+  keyed.forEach((c, k) => void (out[partitionOf(k, outPartitions)] as unknown[]).push([k, c]));
   return out;
 }
 
@@ -154,7 +158,7 @@ export function cogroupShuffle(sides: number): ShuffleSpec {
         if (list === undefined) grouped.set(k, [v]);
         else list.push(v);
       };
-      return { sink, finish: () => splitByKey([grouped], outPartitions) };
+      return { sink, finish: () => splitByKey(new Map(), grouped, outPartitions) };
     },
     reduceSide(itemsPerParent) {
       const merged = new KeyMap<unknown, unknown[][]>();
