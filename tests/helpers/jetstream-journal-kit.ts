@@ -13,6 +13,8 @@ import type { JournalHead } from '../../journal/jetstream-head.ts';
 import { decodeHead } from '../../journal/jetstream-head.ts';
 import { headEvents, journalNames } from '../../journal/jetstream-journal.ts';
 import { decodeValue } from '../../runtime/base/cbor.ts';
+import { delayMs } from '../../runtime/base/clock.ts';
+import { isTransientNatsError } from '../../runtime/nats/nats-connection.ts';
 import { connectTo } from './nats-server.ts';
 
 /** One message of a journal stream. */
@@ -28,8 +30,23 @@ export function serversOf(url: string): string[] {
   return hosts.split(',').map((h) => `nats://${h}`);
 }
 
-/** Every message the journal stream of `appName` holds, oldest first ([] when there is no stream). */
+/**
+ * Every message the journal stream of `appName` holds, oldest first ([] when there is
+ * no stream). Read again while a request times out: right after a node of a cluster
+ * restarts, the test's connection may still be moving to another node.
+ */
 export async function journalMessages(nc: NatsConnection, appName: string): Promise<JournalMessage[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readJournalMessages(nc, appName);
+    } catch (error) {
+      if (attempt >= 6 || !isTransientNatsError(error)) throw error;
+      await delayMs(500);
+    }
+  }
+}
+
+async function readJournalMessages(nc: NatsConnection, appName: string): Promise<JournalMessage[]> {
   const { stream } = journalNames(appName);
   const jsm = await jetstreamManager(nc);
   let first: number;
