@@ -504,12 +504,15 @@ export class PartitionWorker {
             if (s === undefined) throw new InvalidStateError(`worker ${this.id} has no state for ${node.name} partition ${q}`);
             this.#stepped.push(s);
             const emit = active && (needed || s.emitOnlyBuildsOutput !== true);
-            const r =
+            const setAside =
               plan.recordErrors(node.name) === 'dead-letter'
-                ? s.step(get(parent.id, q), time, emit, wantExtra, (record, error) =>
-                    deadLetters.push({ operator: node.name, time, record, error: describeError(error) }),
-                  )
-                : s.step(get(parent.id, q), time, emit, wantExtra);
+                ? (record: unknown, error: unknown) =>
+                    void deadLetters.push({ operator: node.name, time, record, error: describeError(error) })
+                : undefined;
+            // A state that every batch visits whole steps a slice per turn.
+            const r = s.stepInTurns
+              ? await s.stepInTurns(get(parent.id, q), time, emit, wantExtra, setAside)
+              : s.step(get(parent.id, q), time, emit, wantExtra, setAside);
             if (active) put(local, node.id, q, r.output ?? []);
             if (wantExtra) put(extras, node.id, q, r.extra ?? []);
             if (s.keyCount) stateKeys.set(node.name, (stateKeys.get(node.name) ?? 0) + s.keyCount());

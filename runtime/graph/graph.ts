@@ -67,6 +67,17 @@ export interface PartitionState {
    * that key's state stays as it was. Operators without per-key functions ignore it.
    */
   step(input: unknown[], time: number, emit: boolean, wantExtra: boolean, setAside?: (record: unknown, error: unknown) => void): StepResult;
+  /**
+   * The same step in several turns of the event loop, for operators whose every batch
+   * visits the whole state (the worker uses it when present).
+   */
+  stepInTurns?(
+    input: unknown[],
+    time: number,
+    emit: boolean,
+    wantExtra: boolean,
+    setAside?: (record: unknown, error: unknown) => void,
+  ): Promise<StepResult>;
   commit(): void;
   rollback(): void;
   /** A plain, encodable copy of the committed state (for checkpoints and reads). */

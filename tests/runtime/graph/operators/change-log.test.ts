@@ -6,7 +6,7 @@
 import test from 'ava';
 import { ChangeLog, foldChain, RESTORE_CHUNK_ENTRIES, SATURATION_MIN_KEYS } from '../../../../runtime/graph/operators/change-log.ts';
 import { mapWithStateSpec } from '../../../../runtime/graph/operators/map-with-state.ts';
-import { updateStateByKeySpec } from '../../../../runtime/graph/operators/update-state-by-key.ts';
+import { type UpdateStateByKeyState, updateStateByKeySpec } from '../../../../runtime/graph/operators/update-state-by-key.ts';
 import { KeyMap } from '../../../../runtime/graph/partitioner.ts';
 import type { SnapshotData } from '../../../../runtime/graph/wire.ts';
 
@@ -197,4 +197,54 @@ test('updateStateByKey capture - slots changed, added and removed since the last
   t.is(full.kind, 'full');
   t.is(full.keys.length, s.keyCount?.() ?? -1);
   t.is(s.capture(false).keys.length, 0, 'and the log starts again empty');
+});
+
+test('updateStateByKey step in turns - a slice of the keys per turn, the same states, output and undo as one step', async (t) => {
+  // State = sum of values; a value of -1 removes the key.
+  const update = (vs: number[], s: number | undefined) => (vs.includes(-1) ? undefined : vs.reduce((a, b) => a + b, s ?? 0));
+  const n = 10_000;
+  const initial = Array.from({ length: n }, (_, i): [string, number] => [`k${i}`, i]);
+  const input: [string, number[]][] = [
+    ['k1', [5]],
+    ['k9999', [-1]],
+    ['k5000', [2, 3]],
+    ['new', [7]],
+  ];
+  const whole = updateStateByKeySpec<string, number, number>(update, initial).create(0, 1);
+  const expected = whole.step(input, 1000, true, false);
+  const sliced = updateStateByKeySpec<string, number, number>(update, initial).create(0, 1) as UpdateStateByKeyState<
+    string,
+    number,
+    number
+  >;
+  let turns = 0;
+  let counting = true;
+  const tick = () => {
+    turns++;
+    if (counting) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const got = await sliced.stepInTurns(input, 1000, true, false, undefined, 1000);
+  counting = false;
+  t.true(turns >= 9, `${turns} turns for ${n} keys at 1,000 a turn`);
+  t.deepEqual(got.output, expected.output);
+  // Readers see committed values while the step is pending, the new ones after the commit.
+  t.is(sliced.lookup?.('k1'), 1);
+  t.is(sliced.lookup?.('new'), undefined);
+  sliced.commit();
+  t.deepEqual([sliced.lookup?.('k1'), sliced.lookup?.('k5000'), sliced.lookup?.('k9999'), sliced.lookup?.('new')], [6, 5005, undefined, 7]);
+  // A rolled-back sliced step leaves the state as it was.
+  await sliced.stepInTurns(
+    [
+      ['k1', [100]],
+      ['other', [1]],
+    ],
+    2000,
+    true,
+    false,
+    undefined,
+    1000,
+  );
+  sliced.rollback();
+  t.deepEqual([sliced.lookup?.('k1'), sliced.lookup?.('other'), sliced.keyCount?.()], [6, undefined, n]);
 });
