@@ -311,17 +311,32 @@ export class UpdateStateByKeyState<K, V, S> implements PartitionState {
     this.#index = undefined;
   }
 
-  /** The live columns, copied (a full capture; the batches after it change the originals). */
+  /**
+   * The committed columns, copied (a full capture; the batches after it change the
+   * originals): a batch in progress (between its step and commit, or between the
+   * slices of its step) is taken out through its undo log.
+   */
   #columns(): { keys: K[]; values: S[] } {
-    if (this.#gone === 0) return { keys: this.#keys.slice(), values: this.#values.slice() as S[] };
+    const end = this.#appendedFrom >= 0 ? this.#appendedFrom : this.#keys.length;
+    let current = this.#values;
+    if (this.#undoSlots.length > 0) {
+      current = current.slice(0, end);
+      for (let i = 0; i < this.#undoSlots.length; i++) current[this.#undoSlots[i] as number] = this.#undoValues[i] as S | typeof GONE;
+    }
+    let gone = this.#gone;
+    if (this.#undoSlots.length > 0) {
+      gone = 0;
+      for (let i = 0; i < end; i++) if (current[i] === GONE) gone++;
+    }
+    if (gone === 0) return { keys: this.#keys.slice(0, end), values: current.slice(0, end) as S[] };
     const keys: K[] = [];
     const values: S[] = [];
-    this.#keys.forEach((k, i) => {
-      const v = this.#values[i] as S | typeof GONE;
-      if (v === GONE) return;
-      keys.push(k);
+    for (let i = 0; i < end; i++) {
+      const v = current[i] as S | typeof GONE;
+      if (v === GONE) continue;
+      keys.push(this.#keys[i] as K);
       values.push(v);
-    });
+    }
     return { keys, values };
   }
 

@@ -231,8 +231,29 @@ test('updateStateByKey step in turns - a slice of the keys per turn, the same st
   // Readers see committed values while the step is pending, the new ones after the commit.
   t.is(sliced.lookup?.('k1'), 1);
   t.is(sliced.lookup?.('new'), undefined);
+  t.deepEqual((sliced.toSnapshot() as { entries: unknown[] }).entries, initial, 'a whole-state read too');
   sliced.commit();
   t.deepEqual([sliced.lookup?.('k1'), sliced.lookup?.('k5000'), sliced.lookup?.('k9999'), sliced.lookup?.('new')], [6, 5005, undefined, 7]);
+  // Half way through a sliced step, a whole-state read still sees the committed state.
+  const committed = (sliced.toSnapshot() as { entries: unknown[] }).entries;
+  let midway: unknown[] | undefined;
+  setImmediate(() => {
+    midway = (sliced.toSnapshot() as { entries: unknown[] }).entries;
+  });
+  await sliced.stepInTurns(
+    [
+      ['k2', [100]],
+      ['k9998', [-1]],
+      ['more', [1]],
+    ],
+    2000,
+    true,
+    false,
+    undefined,
+    1000,
+  );
+  t.deepEqual(midway, committed);
+  sliced.rollback();
   // A rolled-back sliced step leaves the state as it was.
   await sliced.stepInTurns(
     [
