@@ -496,6 +496,8 @@ interface RecoveryResult {
   readonly totalMs: number;
   readonly startMs: number;
   readonly replayMs: number;
+  /** The largest event-loop stall while the batches replayed. */
+  readonly replayStallMs: number;
   readonly replayBatchMs: number[];
   readonly built: Built;
   readonly pieces: RecoveryPieces;
@@ -771,7 +773,10 @@ export async function recovery(op: StatefulOp, cfg: CheckpointConfig): Promise<R
     ssc.addStreamingListener({ onBatchCompleted: (info) => void replayed.push(info.processingMs) });
     await ssc.start();
     const t1 = performance.now();
+    const replayDelay = monitorEventLoopDelay({ resolution: 1 });
+    replayDelay.enable();
     await ssc.runBatches(0);
+    replayDelay.disable();
     const t2 = performance.now();
     if (replayed.length !== cfg.replayBatches) {
       throw new Error(`checkpoint bench: ${op} replayed ${replayed.length} batches, expected ${cfg.replayBatches}`);
@@ -791,6 +796,7 @@ export async function recovery(op: StatefulOp, cfg: CheckpointConfig): Promise<R
       totalMs: t2 - t0,
       startMs: t1 - t0,
       replayMs: t2 - t1,
+      replayStallMs: replayDelay.max / 1e6,
       replayBatchMs: replayed,
       built,
       pieces,
@@ -901,6 +907,13 @@ export async function benchCheckpoint(cfg: CheckpointConfig = CHECKPOINT_DEFAULT
         measure: `${r.op}: start() (journal + snapshots) | replay of ${cfg.replayBatches}`,
         value: `${ms(r.startMs)} | ${ms(r.replayMs)}`,
       },
+      targetRow(
+        NAME,
+        `${r.op}: max event-loop stall in the replay of ${cfg.replayBatches}`,
+        r.replayStallMs,
+        { op: '<=', limit: 50, unit: 'ms' },
+        ms,
+      ),
       {
         bench: NAME,
         measure: `${r.op}: replayed batch vs same batch first run (median processingMs)`,
