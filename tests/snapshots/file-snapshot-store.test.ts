@@ -8,6 +8,7 @@ import { decodeValue, encodeValue } from '../../runtime/base/cbor.ts';
 import type { SnapshotData } from '../../runtime/graph/wire.ts';
 import { FileSnapshotStore } from '../../snapshots/file-snapshot-store.ts';
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_CHUNK_ENTRIES, type SnapshotKey } from '../../snapshots/snapshot-codec.ts';
+import { loopTurns } from '../helpers/loop-turns.ts';
 
 interface Ctx {
   root: string;
@@ -366,28 +367,6 @@ test('file snapshot store - sizeBytes adds up the bytes written', async (t) => {
 });
 
 // ---- responsiveness -------------------------------------------------------------
-
-/**
- * A counter of the event loop's turns: a setImmediate that re-arms itself runs once
- * per turn, so code that runs in one synchronous go leaves it unchanged however fast
- * the machine is. (How long each turn takes is a benchmark's business, not a test's.)
- */
-function loopTurns(): { readonly count: () => number; stop(): void } {
-  let turns = 0;
-  let running = true;
-  const tick = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  return {
-    count: () => turns,
-    stop: () => {
-      running = false;
-    },
-  };
-}
 
 const MILLION: SnapshotKey = { operator: 'countByValue-00000001', partition: 0, time: 60_000 };
 

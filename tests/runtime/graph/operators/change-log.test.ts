@@ -9,6 +9,7 @@ import { mapWithStateSpec } from '../../../../runtime/graph/operators/map-with-s
 import { type UpdateStateByKeyState, updateStateByKeySpec } from '../../../../runtime/graph/operators/update-state-by-key.ts';
 import { KeyMap } from '../../../../runtime/graph/partitioner.ts';
 import type { SnapshotData } from '../../../../runtime/graph/wire.ts';
+import { loopTurns } from '../../../helpers/loop-turns.ts';
 
 const sum = (vs: number[], s: number | undefined) => vs.reduce((a, b) => a + b, s ?? 0);
 
@@ -95,16 +96,10 @@ test('restore - a chain of 100k keys folds a chunk per turn of the event loop an
   const keys = Array.from({ length: n }, (_, i) => `k${i}`);
   const full: SnapshotData = { kind: 'full', keys, values: keys.map((_, i) => i), removed: [], meta: null };
   const delta: SnapshotData = { kind: 'delta', keys: ['k5', 'new'], values: [-5, 7], removed: ['k6'], meta: null };
-  let turns = 0;
-  let counting = true;
-  const tick = () => {
-    turns++;
-    if (counting) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = loopTurns();
   const { entries } = await foldChain<string, number>([full, delta]);
-  counting = false;
-  t.true(turns >= Math.ceil(n / RESTORE_CHUNK_ENTRIES) - 1, `${turns} turns for ${n} entries`);
+  turns.stop();
+  t.true(turns.count() >= Math.ceil(n / RESTORE_CHUNK_ENTRIES) - 1, `${turns.count()} turns for ${n} entries`);
   t.is(entries.size, n);
   t.is(entries.get('k5'), -5);
   t.is(entries.get('new'), 7);
@@ -217,16 +212,10 @@ test('updateStateByKey step in turns - a slice of the keys per turn, the same st
     number,
     number
   >;
-  let turns = 0;
-  let counting = true;
-  const tick = () => {
-    turns++;
-    if (counting) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = loopTurns();
   const got = await sliced.stepInTurns(input, 1000, true, false, undefined, 1000);
-  counting = false;
-  t.true(turns >= 9, `${turns} turns for ${n} keys at 1,000 a turn`);
+  turns.stop();
+  t.true(turns.count() >= 9, `${turns.count()} turns for ${n} keys at 1,000 a turn`);
   t.deepEqual(got.output, expected.output);
   // Readers see committed values while the step is pending, the new ones after the commit.
   t.is(sliced.lookup?.('k1'), 1);
