@@ -56,13 +56,19 @@ function encodeKey(key: unknown): string {
   }
 }
 
-/** FNV-1a over the UTF-16 code units of a string: cheap, stable, well spread. */
-function fnv1a(text: string, start: number = FNV_OFFSET): number {
+/** FNV-1a's state after the UTF-16 code units of `text`, from state `start`. */
+function fnvState(text: string, start: number = FNV_OFFSET): number {
   let h = start;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
     h = Math.imul(h, FNV_PRIME);
   }
+  return h;
+}
+
+/** FNV-1a over the UTF-16 code units of a string: cheap, stable, well spread. */
+function fnv1a(text: string, start: number = FNV_OFFSET): number {
+  let h = fnvState(text, start);
   // Final avalanche (murmur3's fmix32) so that short keys spread over low bits too.
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -115,11 +121,7 @@ const SHARDS = 64;
  */
 function shardOf(key: unknown): number {
   if (typeof key === 'string') {
-    let h = FNV_OFFSET;
-    for (let i = 0; i < key.length; i++) {
-      h ^= key.charCodeAt(i);
-      h = Math.imul(h, FNV_PRIME);
-    }
+    const h = fnvState(key);
     return (h ^ (h >>> 16)) & (SHARDS - 1);
   }
   if (typeof key === 'number') return Math.imul((key | 0) ^ ((key / 4294967296) | 0), 0x9e3779b1) >>> 26;
