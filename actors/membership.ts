@@ -194,11 +194,7 @@ async function readEntries(kv: KV, filter: string): Promise<{ key: string; revis
  * await keysOf(kv, 'workers.*') // ['workers.w-1a2b', 'workers.w-3c4d']
  */
 export async function keysOf(kv: KV, filter: string): Promise<string[]> {
-  if (!(kv instanceof Bucket)) {
-    const keys = new Set<string>();
-    for await (const key of await kv.keys(filter)) keys.add(key);
-    return [...keys];
-  }
+  if (!(kv instanceof Bucket)) throw new InvalidStateError('the cluster bucket is not a JetStream KV bucket');
   const info = await kv.jsm.streams.info(kv.bucketName(), { subjects_filter: kv.subjectForKey(filter) });
   return Object.keys(info.state.subjects ?? {}).map((subject) => kv.decodeKey(subject.substring(kv.prefixLen)));
 }
