@@ -28,6 +28,9 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
   const reference = await runOutputs('windowed', START_MS, 18);
 
   const workers = await startWorkers(server.url, 'windowed', 2, 'g', { checkpoint: server.url });
+  // A failed step must not leave the context running: its timers and web UI would keep
+  // the test process alive, and the whole run would hang instead of failing.
+  let context: StreamingContext | undefined;
   try {
     const seen = new Map<string, unknown[]>();
     const emitted: string[] = [];
@@ -40,6 +43,7 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
         },
       }),
     );
+    context = ssc;
     ssc.cluster(server.url, { workers: 2 });
     ssc.ui('127.0.0.1:0');
     const moves: Moved[] = [];
@@ -92,6 +96,7 @@ test('cluster - a worker joining and one leaving with SIGTERM move slots live, w
     t.is(new Set(emitted).size, emitted.length, 'no output ran twice');
     t.log(`join moved slots in ${Math.round(joined.ms)} ms, leave in ${Math.round(left.ms)} ms`);
   } finally {
+    context?.crash();
     await stopWorkers(workers);
     await server.stop();
   }
